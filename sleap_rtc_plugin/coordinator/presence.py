@@ -1,0 +1,128 @@
+"""Live presence: who is connected to which room, as what, right now.
+
+Kept in memory on purpose: presence is only true while a socket is open, so after a
+restart it must be rebuilt by peers re-registering, never read back from disk. Each
+entry holds the connection object it was registered on; that binding is what makes a
+peer unable to speak for, or change, another.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.coordinator import PeerInfo
+
+
+@dataclass(eq=False)
+class PeerEntry:
+    peer_id: str
+    room_id: str
+    role: str
+    status: str
+    metadata: dict[str, Any]
+    link: Any
+    room_expires_at: float
+    connected_at: float = field(default_factory=time.time)
+
+    def info(self) -> PeerInfo:
+        return PeerInfo(
+            peer_id=self.peer_id,
+            role=self.role,  # type: ignore[arg-type]
+            status=self.status,  # type: ignore[arg-type]
+            metadata=self.metadata,
+            connected_at=self.connected_at,
+        )
+
+
+def max_free_gpu_mb(metadata: dict[str, Any]) -> int:
+    """Largest ``memory_free_mb`` over ``metadata["gpus"]``; 0 for CPU workers or junk."""
+    gpus = metadata.get("gpus")
+    best = 0
+    if isinstance(gpus, list):
+        for gpu in gpus:
+            if isinstance(gpu, dict):
+                free = gpu.get("memory_free_mb")
+                if isinstance(free, (int, float)) and not isinstance(free, bool) and free > best:
+                    best = int(free)
+    return best
+
+
+def matches(
+    entry: PeerEntry,
+    *,
+    role: str | None,
+    status: str | None,
+    min_gpu_memory_mb: int | None,
+    labels: dict[str, str],
+) -> bool:
+    if role is not None and entry.role != role:
+        return False
+    if status is not None and entry.status != status:
+        return False
+    if min_gpu_memory_mb is not None and max_free_gpu_mb(entry.metadata) < min_gpu_memory_mb:
+        return False
+    if labels:
+        have = entry.metadata.get("labels")
+        if not isinstance(have, dict) or any(have.get(k) != v for k, v in labels.items()):
+            return False
+    return True
+
+
+def rank(entry: PeerEntry) -> tuple[int, int, str]:
+    """Sort key: available first, then most free GPU memory, then id (stable output)."""
+    return (0 if entry.status == "available" else 1, -max_free_gpu_mb(entry.metadata), entry.peer_id)
+
+
+class Presence:
+    """Rooms → peers. All methods are synchronous and never await, so each is atomic
+    with respect to the event loop (check-then-insert cannot interleave)."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, dict[str, PeerEntry]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(peers) for peers in self._rooms.values())
+
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    def get(self, room_id: str, peer_id: str) -> PeerEntry | None:
+        return self._rooms.get(room_id, {}).get(peer_id)
+
+    def add(self, entry: PeerEntry) -> None:
+        self._rooms.setdefault(entry.room_id, {})[entry.peer_id] = entry
+
+    def remove(self, entry: PeerEntry) -> bool:
+        """Remove ``entry`` only if it is still the registered one (a reconnect may have
+        replaced it); return whether it was removed."""
+        peers = self._rooms.get(entry.room_id)
+        if not peers or peers.get(entry.peer_id) is not entry:
+            return False
+        del peers[entry.peer_id]
+        if not peers:
+            del self._rooms[entry.room_id]
+        return True
+
+    def find(
+        self,
+        room_id: str,
+        *,
+        exclude: str | None = None,
+        role: str | None = None,
+        status: str | None = None,
+        min_gpu_memory_mb: int | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> list[PeerEntry]:
+        found = [
+            e
+            for e in self._rooms.get(room_id, {}).values()
+            if e.peer_id != exclude
+            and matches(e, role=role, status=status, min_gpu_memory_mb=min_gpu_memory_mb, labels=labels or {})
+        ]
+        found.sort(key=rank)
+        return found
+
+    def entries(self) -> list[PeerEntry]:
+        return [e for peers in self._rooms.values() for e in peers.values()]

@@ -1,0 +1,186 @@
+"""Messages between a peer (worker or client) and the coordinator.
+
+The coordinator fills in ``source`` on everything it relays; a ``source`` sent by a
+peer is ignored, which is what makes impersonation impossible: the sender's identity
+is the socket it registered on, never a field it wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .base import Message, Registry, require
+
+COORDINATOR = Registry("coordinator")
+
+Role = Literal["worker", "client"]
+PeerStatus = Literal["available", "reserved", "busy", "offline", "draining"]
+
+MAX_ID = 128
+MAX_SDP = 64 * 1024
+
+
+def _short(value: str, name: str, limit: int = MAX_ID) -> None:
+    require(0 < len(value) <= limit, "bad_value", f"{name} must be 1..{limit} characters")
+
+
+# --- rooms -----------------------------------------------------------------
+
+
+@COORDINATOR.register
+@dataclass
+class CreateRoom(Message):
+    """Ask for a new room. The reply carries the token once; only its hash is stored."""
+
+    TYPE = "create_room"
+    ttl_hours: float = 24.0 * 30
+    ref: str | None = None
+
+
+@COORDINATOR.register
+@dataclass
+class RoomCreated(Message):
+    TYPE = "room_created"
+    room_id: str
+    token: str
+    expires_at: float
+    ref: str | None = None
+
+
+# --- registration ------------------------------------------------------------
+
+
+@COORDINATOR.register
+@dataclass
+class Register(Message):
+    """Join a room. ``peer_id`` is a request: the coordinator may refuse one in use."""
+
+    TYPE = "register"
+    room_id: str
+    token: str
+    role: Role
+    peer_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: PeerStatus = "available"
+    ref: str | None = None
+
+    def validate(self) -> None:
+        _short(self.room_id, "room_id")
+        _short(self.token, "token", 512)
+        if self.peer_id is not None:
+            _short(self.peer_id, "peer_id")
+
+
+@COORDINATOR.register
+@dataclass
+class Registered(Message):
+    TYPE = "registered"
+    peer_id: str
+    room_id: str
+    heartbeat_interval: float
+    ref: str | None = None
+
+
+@COORDINATOR.register
+@dataclass
+class UpdatePeer(Message):
+    """Change this peer's own status and/or metadata (never another peer's)."""
+
+    TYPE = "update_peer"
+    status: PeerStatus | None = None
+    metadata: dict[str, Any] | None = None
+    ref: str | None = None
+
+
+@COORDINATOR.register
+@dataclass
+class Discover(Message):
+    """List peers in the caller's room, filtered."""
+
+    TYPE = "discover"
+    role: Role | None = "worker"
+    status: PeerStatus | None = None
+    min_gpu_memory_mb: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    ref: str | None = None
+    #: At most this many peers come back (the coordinator also caps by frame size).
+    limit: int | None = None
+
+
+@dataclass
+class PeerInfo:
+    peer_id: str
+    role: Role
+    status: PeerStatus
+    metadata: dict[str, Any]
+    connected_at: float = 0.0
+
+
+@COORDINATOR.register
+@dataclass
+class PeerList(Message):
+    TYPE = "peer_list"
+    peers: list[PeerInfo]
+    ref: str | None = None
+    #: True when more peers matched than fit in this reply (see ``Discover.limit``).
+    truncated: bool = False
+
+
+# --- relay -------------------------------------------------------------------
+
+
+@COORDINATOR.register
+@dataclass
+class Relay(Message):
+    """An opaque payload for another peer of the same room (SDP offer/answer, routed errors).
+
+    ``kind`` says what the payload is; the coordinator does not look inside beyond its
+    size. ``source`` is set by the coordinator on delivery.
+    """
+
+    TYPE = "relay"
+    target: str
+    kind: Literal["offer", "answer", "reject", "bye"]
+    payload: dict[str, Any]
+    source: str | None = None
+    ref: str | None = None
+
+    def validate(self) -> None:
+        _short(self.target, "target")
+
+
+# --- liveness and errors -------------------------------------------------------
+
+
+@COORDINATOR.register
+@dataclass
+class Ping(Message):
+    TYPE = "ping"
+    ts: float = 0.0
+
+
+@COORDINATOR.register
+@dataclass
+class Pong(Message):
+    TYPE = "pong"
+    ts: float = 0.0
+
+
+@COORDINATOR.register
+@dataclass
+class Ok(Message):
+    TYPE = "ok"
+    ref: str | None = None
+
+
+@COORDINATOR.register
+@dataclass
+class Error(Message):
+    """A typed error. ``code`` is stable; ``message`` is one actionable line."""
+
+    TYPE = "error"
+    code: str
+    message: str
+    ref: str | None = None
+    source: str | None = None

@@ -1,0 +1,124 @@
+"""File-transfer control frames on the client<->worker data channel.
+
+Bulk bytes never travel as JSON: each chunk is one *binary* data-channel message
+with a fixed header (see :mod:`sleap_rtc_plugin.peer.frames`). These JSON frames
+negotiate a transfer, resume it and report its outcome. Exchange::
+
+    sender                                   receiver
+    file_offer(id, name, size, sha256)  -->
+                                        <--  file_accept(id, offset, cached)   # resume point
+    [binary chunks from offset ...]     -->                                    # unless cached
+                                        <--  file_ack(id, offset)              # every few MiB
+    file_end(id, size)                  -->
+                                        <--  file_done(id, sha256)  | file_reject(id, code, ...)
+
+``file_reject`` may arrive at any point (bad name, too large, disk full, hash
+mismatch); ``file_cancel`` lets the sender abandon a transfer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Message, require
+from .peer import PEER
+
+MAX_NAME = 1024
+
+
+def _check_sha(value: str) -> None:
+    require(
+        len(value) == 64 and all(c in "0123456789abcdef" for c in value),
+        "bad_value",
+        "sha256 must be 64 lowercase hex characters",
+    )
+
+
+def _check_id(value: str) -> None:
+    require(len(value) == 32 and all(c in "0123456789abcdef" for c in value), "bad_value", "transfer_id must be 32 hex characters")
+
+
+@PEER.register
+@dataclass
+class FileOffer(Message):
+    """The sender announces a file. ``name`` is a relative path the receiver sanitizes."""
+
+    TYPE = "file_offer"
+    transfer_id: str
+    name: str
+    size: int
+    sha256: str
+
+    def validate(self) -> None:
+        _check_id(self.transfer_id)
+        _check_sha(self.sha256)
+        require(0 < len(self.name) <= MAX_NAME, "bad_value", f"file name must be 1..{MAX_NAME} characters")
+        require(self.size >= 0, "bad_value", "size must be >= 0")
+
+
+@PEER.register
+@dataclass
+class FileAccept(Message):
+    """Receiver's answer to an offer: send from ``offset`` (the resume point), or nothing if ``cached``."""
+
+    TYPE = "file_accept"
+    transfer_id: str
+    offset: int = 0
+    cached: bool = False
+
+    def validate(self) -> None:
+        _check_id(self.transfer_id)
+        require(self.offset >= 0, "bad_value", "offset must be >= 0")
+
+
+@PEER.register
+@dataclass
+class FileAck(Message):
+    """Bytes up to ``offset`` are on the receiver's disk and recorded in its resume sidecar."""
+
+    TYPE = "file_ack"
+    transfer_id: str
+    offset: int
+
+
+@PEER.register
+@dataclass
+class FileEnd(Message):
+    """The sender has sent every byte; the receiver verifies the whole file and answers."""
+
+    TYPE = "file_end"
+    transfer_id: str
+    size: int
+
+
+@PEER.register
+@dataclass
+class FileDone(Message):
+    TYPE = "file_done"
+    transfer_id: str
+    sha256: str
+    cached: bool = False
+
+
+@PEER.register
+@dataclass
+class FileReject(Message):
+    """A transfer failed on the receiver. ``code``: bad_name, too_large, disk_full, hash_mismatch, io_error, bad_frame, busy."""
+
+    TYPE = "file_reject"
+    transfer_id: str
+    code: str
+    message: str
+
+
+@PEER.register
+@dataclass
+class FileCancel(Message):
+    TYPE = "file_cancel"
+    transfer_id: str
+    reason: str = ""
+
+
+TRANSFER_TYPES = frozenset(
+    cls.TYPE for cls in (FileOffer, FileAccept, FileAck, FileEnd, FileDone, FileReject, FileCancel)
+)
