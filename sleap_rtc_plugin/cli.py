@@ -56,7 +56,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only the subcommand named in ``argv`` imports its module."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    wanted = set(words[:2])
     parser = argparse.ArgumentParser(
         prog="sleap-rtc",
         description="Remote training and inference for SLEAP over WebRTC.",
@@ -70,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments, run_command = _lazy(module, add, run)
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         _add_common(p)
-        add_arguments(p)
+        if name in wanted:
+            add_arguments(p)
         p.set_defaults(func=run_command)
 
     room = sub.add_parser("room", help="create rooms and room secrets", description="Create rooms and room secrets.")
@@ -82,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments, run_command = _lazy(module, add, run)
         p = room_sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         _add_common(p)
-        add_arguments(p)
+        if name in wanted:
+            add_arguments(p)
         p.set_defaults(func=run_command)
 
     config = sub.add_parser("config", help="inspect the effective configuration", description="Inspect the effective configuration.")
@@ -111,7 +116,7 @@ def setup_logging(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

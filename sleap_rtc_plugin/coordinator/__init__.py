@@ -1,1 +1,6 @@
-"""coordinator"""
+"""The coordinator: signaling server, its room store, and the async client peers use."""
+
+from .client import CoordinatorClient, CoordinatorError, RelayRejected, create_room
+from .server import CoordinatorServer
+
+__all__ = ["CoordinatorClient", "CoordinatorError", "CoordinatorServer", "RelayRejected", "create_room"]

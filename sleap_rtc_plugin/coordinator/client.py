@@ -1,0 +1,466 @@
+"""Async client for the coordinator, used by workers, the CLI client and the GUI.
+
+A :class:`CoordinatorClient` keeps one registered websocket open. Requests carry a
+``ref`` and are matched to their reply; relays addressed to this peer are queued for
+:meth:`CoordinatorClient.next_relay` and pushed to any handlers. When the socket drops
+it reconnects with capped exponential backoff and jitter and re-registers with the
+same ``peer_id`` and its latest status and metadata. Authentication failures
+(``bad_token``, ``room_expired``) are final: retrying cannot fix them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import itertools
+import logging
+import random
+from typing import Any, Callable, Literal
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from ..protocol.base import Message, ProtocolError
+from ..protocol.coordinator import (
+    COORDINATOR,
+    CreateRoom,
+    Discover,
+    Error,
+    Ok,
+    PeerInfo,
+    PeerList,
+    Ping,
+    Pong,
+    Register,
+    Registered,
+    Relay,
+    RoomCreated,
+    UpdatePeer,
+)
+
+log = logging.getLogger(__name__)
+
+#: Error codes after which reconnecting is pointless.
+FATAL_CODES = frozenset({"bad_token", "room_expired"})
+#: Relays kept for :meth:`CoordinatorClient.next_relay`; older unclaimed ones are dropped.
+INBOX_SIZE = 256
+_WS_MAX_SIZE = 1024 * 1024
+
+RelayHandler = Callable[[Relay], Any]
+
+
+class CoordinatorError(Exception):
+    """An ``error`` reply from the coordinator, or a connection problem.
+
+    ``code`` is the protocol error code (see docs/protocol.md) or one of the local
+    codes ``unreachable``, ``disconnected``, ``timeout``, ``closed``.
+    """
+
+    def __init__(self, code: str, message: str, *, source: str | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.source = source
+
+
+class RelayRejected(CoordinatorError):
+    """The peer being waited on sent a ``reject`` relay instead (e.g. the worker is busy)."""
+
+
+async def _open_socket(url: str, timeout: float) -> ClientConnection:
+    try:
+        return await connect(url, ping_interval=None, max_size=_WS_MAX_SIZE, open_timeout=timeout, close_timeout=2)
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        raise CoordinatorError("unreachable", f"cannot reach the coordinator at {url}: {exc}") from None
+
+
+async def _await_reply(ws: ClientConnection, ref: str, timeout: float) -> Message:
+    """Read frames until the one answering ``ref`` (used before the reader task runs)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await ws.recv()
+                try:
+                    msg = COORDINATOR.decode(raw)
+                except ProtocolError as exc:
+                    log.warning("ignoring bad frame from coordinator: %s", exc)
+                    continue
+                if isinstance(msg, Ping):
+                    await ws.send(Pong(ts=msg.ts).encode())
+                elif getattr(msg, "ref", None) == ref:
+                    if isinstance(msg, Error):
+                        raise CoordinatorError(msg.code, msg.message)
+                    return msg
+    except TimeoutError:
+        raise CoordinatorError("timeout", f"no reply from the coordinator within {timeout:g}s") from None
+    except ConnectionClosed as exc:
+        raise CoordinatorError("disconnected", f"the coordinator closed the connection ({exc})") from None
+
+
+async def create_room(url: str, ttl_hours: float = 720.0, *, timeout: float = 10.0) -> tuple[str, str, float]:
+    """Ask the coordinator at ``url`` for a new room: ``(room_id, token, expires_at)``.
+
+    The token is shown only here; the coordinator keeps just its hash.
+    """
+    ws = await _open_socket(url, timeout)
+    try:
+        await ws.send(CreateRoom(ttl_hours=ttl_hours, ref="create").encode())
+        reply = await _await_reply(ws, "create", timeout)
+    finally:
+        await ws.close()
+    if not isinstance(reply, RoomCreated):
+        raise CoordinatorError("unexpected_type", f"expected room_created, got {reply.TYPE}")
+    return reply.room_id, reply.token, reply.expires_at
+
+
+class CoordinatorClient:
+    """One peer's registered connection to the coordinator."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        room_id: str,
+        token: str,
+        role: Literal["worker", "client"],
+        peer_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        status: str = "available",
+        reconnect: bool = True,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        request_timeout: float = 10.0,
+    ):
+        self.url = url
+        self.room_id = room_id
+        self._token = token
+        self.role = role
+        self.peer_id: str | None = peer_id
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.status = status
+        self.reconnect = reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.request_timeout = request_timeout
+        self.heartbeat_interval = 10.0
+        self.reconnects = 0
+
+        self._ws: ClientConnection | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._refs = itertools.count(1)
+        self._inbox: collections.deque[Relay] = collections.deque(maxlen=INBOX_SIZE)
+        self._inbox_changed = asyncio.Event()
+        self._handlers: list[RelayHandler] = []
+        self._handler_tasks: set[asyncio.Task[Any]] = set()
+        self._connected = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._failure: CoordinatorError | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"CoordinatorClient({self.url!r}, room={self.room_id!r}, peer={self.peer_id!r}, connected={self.connected})"
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        """Connect and register once; raise :class:`CoordinatorError` if that fails."""
+        if self._runner is not None:
+            raise RuntimeError("CoordinatorClient.start() called twice")
+        ws = await self._open()
+        self._runner = asyncio.create_task(self._run(ws), name=f"coordinator-client-{self.peer_id}")
+
+    async def close(self) -> None:
+        self._closing = True
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        self._set_disconnected("closed", "the client was closed")
+        self._finished.set()
+
+    async def __aenter__(self) -> CoordinatorClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until registered (again); raise if the client gave up or was closed."""
+        async with asyncio.timeout(timeout):
+            while not self._connected.is_set():
+                if self._finished.is_set():
+                    raise self._failure or CoordinatorError("closed", "the client was closed")
+                connected = asyncio.ensure_future(self._connected.wait())
+                finished = asyncio.ensure_future(self._finished.wait())
+                try:
+                    await asyncio.wait({connected, finished}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    connected.cancel()
+                    finished.cancel()
+
+    # --- requests -------------------------------------------------------------------
+
+    async def discover(
+        self,
+        *,
+        role: str | None = "worker",
+        status: str | None = None,
+        min_gpu_memory_mb: int | None = None,
+        labels: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[PeerInfo]:
+        """Peers of this room (other than this one) matching every given filter,
+        available first, then by most free GPU memory."""
+        reply = await self._request(
+            Discover(role=role, status=status, min_gpu_memory_mb=min_gpu_memory_mb, labels=dict(labels or {}), limit=limit)  # type: ignore[arg-type]
+        )
+        assert isinstance(reply, PeerList)
+        return reply.peers
+
+    async def update(self, *, status: str | None = None, metadata: dict[str, Any] | None = None) -> None:
+        """Replace this peer's status and/or metadata.
+
+        The new values are kept locally first, so a reconnect re-registers with them
+        even if the connection drops before the coordinator confirms.
+        """
+        before = (self.status, self.metadata)
+        if status is not None:
+            self.status = status
+        if metadata is not None:
+            self.metadata = dict(metadata)
+        if not self.connected:
+            return
+        try:
+            await self._request(UpdatePeer(status=status, metadata=metadata))  # type: ignore[arg-type]
+        except CoordinatorError as exc:
+            if exc.code in ("disconnected", "timeout"):
+                return
+            self.status, self.metadata = before
+            raise
+
+    async def relay(self, target: str, kind: str, payload: dict[str, Any]) -> None:
+        """Send ``payload`` to peer ``target`` of this room; raise if it is not there."""
+        await self._request(Relay(target=target, kind=kind, payload=payload))  # type: ignore[arg-type]
+
+    async def next_relay(self, kind: str | None = None, source: str | None = None, timeout: float | None = None) -> Relay:
+        """Return (and remove) the oldest queued relay matching ``kind``/``source``.
+
+        When waiting for a specific ``source`` and a ``reject`` from that source
+        arrives instead, raise :class:`RelayRejected` with the payload's ``code``.
+        Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                found = self._take(kind, source)
+                if found is not None:
+                    return found
+                if self._finished.is_set():
+                    raise self._failure or CoordinatorError("closed", "the client was closed")
+                changed = self._inbox_changed
+                finished = asyncio.ensure_future(self._finished.wait())
+                waiter = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    finished.cancel()
+
+    def add_relay_handler(self, callback: RelayHandler) -> None:
+        """Call ``callback(relay)`` (sync or async) for every relay delivered to this peer.
+
+        Relays are still queued for :meth:`next_relay` too.
+        """
+        self._handlers.append(callback)
+
+    def remove_relay_handler(self, callback: RelayHandler) -> None:
+        with contextlib.suppress(ValueError):
+            self._handlers.remove(callback)
+
+    # --- internals --------------------------------------------------------------------
+
+    def _take(self, kind: str | None, source: str | None) -> Relay | None:
+        for i, relay in enumerate(self._inbox):
+            if source is not None and relay.source != source:
+                continue
+            if kind is None or relay.kind == kind:
+                del self._inbox[i]
+                return relay
+            if relay.kind == "reject" and source is not None:
+                del self._inbox[i]
+                payload = relay.payload
+                raise RelayRejected(
+                    str(payload.get("code", "rejected")),
+                    str(payload.get("message", f"peer {source} rejected the request")),
+                    source=source,
+                )
+        return None
+
+    async def _request(self, msg: Message) -> Message:
+        ws = self._ws
+        if ws is None or not self.connected:
+            if self._failure is not None:
+                raise self._failure
+            raise CoordinatorError("disconnected", "not connected to the coordinator (reconnecting)")
+        ref = f"r{next(self._refs)}"
+        msg.ref = ref  # type: ignore[attr-defined]
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[ref] = future
+        try:
+            try:
+                text = msg.encode()
+            except ProtocolError as exc:
+                raise CoordinatorError(exc.code, exc.message) from None
+            await ws.send(text)
+            async with asyncio.timeout(self.request_timeout):
+                return await future
+        except ConnectionClosed:
+            raise CoordinatorError("disconnected", "the connection to the coordinator dropped") from None
+        except TimeoutError:
+            raise CoordinatorError("timeout", f"no reply to {msg.TYPE} within {self.request_timeout:g}s") from None
+        finally:
+            self._pending.pop(ref, None)
+
+    async def _open(self) -> ClientConnection:
+        ws = await _open_socket(self.url, self.request_timeout)
+        try:
+            register = Register(
+                room_id=self.room_id,
+                token=self._token,
+                role=self.role,
+                peer_id=self.peer_id,
+                metadata=self.metadata,
+                status=self.status,  # type: ignore[arg-type]
+                ref="register",
+            )
+            await ws.send(register.encode())
+            reply = await _await_reply(ws, "register", self.request_timeout)
+        except BaseException:
+            ws.transport.abort()
+            raise
+        assert isinstance(reply, Registered)
+        self.peer_id = reply.peer_id
+        self.heartbeat_interval = reply.heartbeat_interval
+        self._ws = ws
+        self._connected.set()
+        log.info("registered with %s as %s/%s (%s)", self.url, self.room_id, self.peer_id, self.role)
+        return ws
+
+    async def _run(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await self._read_loop(ws)
+                self._set_disconnected("disconnected", "the connection to the coordinator dropped")
+                if self._closing or not self.reconnect:
+                    if not self._closing:
+                        self._failure = CoordinatorError("disconnected", "the connection to the coordinator dropped")
+                    break
+                reopened = await self._reconnect()
+                if reopened is None:
+                    break
+                ws = reopened
+        finally:
+            self._finished.set()
+            self._inbox_changed.set()
+
+    async def _reconnect(self) -> ClientConnection | None:
+        attempt = 0
+        while not self._closing:
+            ceiling = min(self.backoff_max, self.backoff_initial * (2**attempt))
+            delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+            attempt += 1
+            log.info("coordinator connection lost; reconnect attempt %d in %.2fs", attempt, delay)
+            await asyncio.sleep(delay)
+            try:
+                ws = await self._open()
+            except CoordinatorError as exc:
+                if exc.code in FATAL_CODES:
+                    log.error("giving up reconnecting to %s: %s", self.url, exc)
+                    self._failure = exc
+                    return None
+                log.warning("reconnect attempt %d to %s failed: %s", attempt, self.url, exc)
+                continue
+            self.reconnects += 1
+            return ws
+        return None
+
+    async def _read_loop(self, ws: ClientConnection) -> None:
+        """Dispatch frames until the socket closes or the coordinator goes silent."""
+        silence = max(3 * self.heartbeat_interval, 1.0)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(silence):
+                        raw = await ws.recv()
+                except TimeoutError:
+                    log.warning("no frame from the coordinator for %.0fs; reconnecting", silence)
+                    ws.transport.abort()
+                    return
+                await self._dispatch(ws, raw)
+        except ConnectionClosed:
+            return
+
+    async def _dispatch(self, ws: ClientConnection, raw: str | bytes) -> None:
+        try:
+            msg = COORDINATOR.decode(raw)
+        except ProtocolError as exc:
+            log.warning("ignoring bad frame from the coordinator: %s", exc)
+            return
+        if isinstance(msg, Ping):
+            await ws.send(Pong(ts=msg.ts).encode())
+            return
+        if isinstance(msg, Relay):
+            self._deliver(msg)
+            return
+        ref = getattr(msg, "ref", None)
+        future = self._pending.get(ref) if ref is not None else None
+        if future is not None and not future.done():
+            if isinstance(msg, Error):
+                future.set_exception(CoordinatorError(msg.code, msg.message, source=msg.source))
+            else:
+                future.set_result(msg)
+        elif isinstance(msg, Error):
+            log.warning("coordinator error: %s: %s", msg.code, msg.message)
+        elif not isinstance(msg, (Pong, Ok)):
+            log.debug("ignoring unsolicited %s from the coordinator", msg.TYPE)
+
+    def _deliver(self, relay: Relay) -> None:
+        if len(self._inbox) == self._inbox.maxlen:
+            log.warning("relay inbox full; dropping the oldest unclaimed relay")
+        self._inbox.append(relay)
+        changed, self._inbox_changed = self._inbox_changed, asyncio.Event()
+        changed.set()
+        for handler in list(self._handlers):
+            try:
+                result = handler(relay)
+            except Exception:  # noqa: BLE001 - a handler bug must not stop the reader
+                log.exception("relay handler %r failed", handler)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._handler_tasks.add(task)
+                task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[Any]) -> None:
+        self._handler_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("relay handler failed", exc_info=task.exception())
+
+    def _set_disconnected(self, code: str, message: str) -> None:
+        self._connected.clear()
+        self._ws = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(CoordinatorError(code, message))
+        self._pending.clear()

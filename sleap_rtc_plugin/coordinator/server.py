@@ -1,0 +1,409 @@
+"""The coordinator: rooms, registration, discovery, relay and heartbeats over websockets.
+
+One connection handler per socket reads frames in order; every frame is decoded by
+the protocol registry and anything wrong with it is answered with a typed ``error``
+frame -- the loop itself never dies on bad input. Writes to a socket go through a
+small per-connection outbox drained by its own task, so one slow peer can never stall
+the handler of the peer relaying to it (a peer whose outbox overflows is dropped).
+
+Heartbeats are protocol ``ping``/``pong`` frames (websockets' own pings are off): the
+server sends ``ping`` every ``heartbeat_interval`` and drops a connection that has sent
+nothing for ``heartbeat_timeout``. Any frame counts as a sign of life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .. import __version__
+from ..protocol.base import MAX_FRAME_BYTES, Message, ProtocolError
+from ..protocol.coordinator import (
+    COORDINATOR,
+    MAX_SDP,
+    CreateRoom,
+    Discover,
+    Error,
+    Ok,
+    PeerList,
+    Ping,
+    Pong,
+    Register,
+    Registered,
+    Relay,
+    RoomCreated,
+    UpdatePeer,
+)
+from .presence import PeerEntry, Presence
+from .store import MAX_TTL_HOURS, RoomAccessError, RoomStore
+
+log = logging.getLogger(__name__)
+
+#: Largest relay payload (JSON-encoded); SDP offers are a few KiB.
+MAX_PAYLOAD_BYTES = MAX_SDP
+#: Largest metadata dict a peer may publish (JSON-encoded).
+MAX_METADATA_BYTES = 32 * 1024
+#: Frames above MAX_FRAME_BYTES but below this get a typed ``oversize`` error; larger
+#: ones make websockets close the socket (1009) before the frame is even buffered.
+WS_MAX_SIZE = 4 * MAX_FRAME_BYTES
+#: Peers returned by one discover when the caller sets no limit.
+DEFAULT_DISCOVER_LIMIT = 200
+#: Frames queued for one slow socket before it is dropped.
+OUTBOX_SIZE = 256
+#: Close code for a peer dropped by the server (heartbeat, slow consumer, expiry).
+CLOSE_DROPPED = 4000
+
+_CLIENT_BOUND = {"room_created", "registered", "peer_list", "ok", "error"}
+
+
+@dataclass(eq=False)
+class Link:
+    """Server-side state of one websocket connection."""
+
+    conn: ServerConnection
+    outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(OUTBOX_SIZE))
+    last_seen: float = field(default_factory=time.monotonic)
+    entry: PeerEntry | None = None
+    writer: asyncio.Task[None] | None = None
+    dropped: bool = False
+
+    @property
+    def who(self) -> str:
+        if self.entry is not None:
+            return f"{self.entry.room_id}/{self.entry.peer_id}"
+        addr = self.conn.remote_address
+        return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+    def send(self, msg: Message) -> None:
+        """Queue a frame; never awaits. Overflow means the peer stopped reading: drop it."""
+        if self.dropped:
+            return
+        try:
+            self.outbox.put_nowait(msg.encode())
+        except asyncio.QueueFull:
+            self.drop("outbox overflow (peer is not reading)")
+
+    def drop(self, reason: str) -> None:
+        if self.dropped:
+            return
+        self.dropped = True
+        log.warning("dropping connection %s: %s", self.who, reason)
+        asyncio.get_running_loop().create_task(self.conn.close(CLOSE_DROPPED, reason[:120]))
+
+    async def write_loop(self) -> None:
+        try:
+            while True:
+                text = await self.outbox.get()
+                await self.conn.send(text)
+        except ConnectionClosed:
+            pass
+
+
+def _ref_of(raw: str | bytes) -> str | None:
+    """Best-effort ``ref`` from a frame that failed validation, so the error can be correlated."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    ref = data.get("ref") if isinstance(data, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= 128 else None
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+class CoordinatorServer:
+    """Signaling server. Use as ``async with CoordinatorServer(port=0) as srv: srv.url``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        db_path: str | Path | None = None,
+        *,
+        heartbeat_interval: float = 10.0,
+        heartbeat_timeout: float = 30.0,
+    ):
+        if heartbeat_timeout <= heartbeat_interval:
+            raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+        self.host = host
+        self.port = port
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.store = RoomStore(db_path)
+        self.presence = Presence()
+        self._links: set[Link] = set()
+        self._server: Server | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._room_count = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._room_count = await self.store.count_rooms()
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            ping_interval=None,
+            max_size=WS_MAX_SIZE,
+            close_timeout=2,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="coordinator-heartbeat")
+        log.info("coordinator listening on %s (db %s)", self.url, self.store.db_path)
+
+    async def stop(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+            self._server = None
+        await self.store.close()
+        log.info("coordinator stopped")
+
+    async def __aenter__(self) -> CoordinatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def create_room(self, ttl_hours: float = 720.0) -> tuple[str, str, float]:
+        """Create a room in-process; return ``(room_id, token, expires_at)``."""
+        result = await self.store.create_room(ttl_hours)
+        self._room_count += 1
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        return {"status": "ok", "rooms": self._room_count, "peers": len(self.presence), "version": __version__}
+
+    # --- HTTP ---------------------------------------------------------------------
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] != "/health":
+            return None
+        with contextlib.suppress(Exception):
+            self._room_count = await self.store.count_rooms()
+        response = connection.respond(HTTPStatus.OK, json.dumps(self.stats()) + "\n")
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    # --- heartbeats -----------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            now_mono, now_wall = time.monotonic(), time.time()
+            ping = Ping(ts=now_wall)
+            for link in list(self._links):
+                if now_mono - link.last_seen > self.heartbeat_timeout:
+                    self._forget(link, "heartbeat timeout")
+                    link.drop(f"no frame for {self.heartbeat_timeout:g}s (heartbeat timeout)")
+                elif link.entry is not None and link.entry.room_expires_at <= now_wall:
+                    link.send(Error(code="room_expired", message=f"room {link.entry.room_id} has expired"))
+                    self._forget(link, "room expired")
+                    link.drop("room expired")
+                else:
+                    link.send(ping)
+            ticks += 1
+            if ticks % 60 == 0:
+                try:
+                    purged = await self.store.purge_expired()
+                    self._room_count = await self.store.count_rooms()
+                except Exception:  # noqa: BLE001 - housekeeping must not end heartbeats
+                    log.exception("purging expired rooms failed")
+                else:
+                    if purged:
+                        log.info("purged %d expired room(s)", purged)
+
+    # --- connection handling ----------------------------------------------------------
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        link = Link(conn)
+        link.writer = asyncio.create_task(link.write_loop())
+        self._links.add(link)
+        try:
+            async for raw in conn:
+                link.last_seen = time.monotonic()
+                try:
+                    await self._on_frame(link, raw)
+                except ProtocolError as exc:
+                    log.warning("rejected frame from %s: %s (%s)", link.who, exc.code, exc.message)
+                    link.send(Error(code=exc.code, message=exc.message[:500], ref=exc.ref))
+                except Exception:  # noqa: BLE001 - one bad frame must not end the connection
+                    log.exception("internal error handling a frame from %s", link.who)
+                    link.send(Error(code="internal", message="coordinator failed to handle this frame; see its log", ref=_ref_of(raw)))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._links.discard(link)
+            self._forget(link, f"disconnected (code {conn.close_code})")
+            link.writer.cancel()
+
+    def _forget(self, link: Link, why: str) -> None:
+        entry = link.entry
+        if entry is not None and self.presence.remove(entry):
+            log.info("peer left room=%s peer=%s role=%s: %s", entry.room_id, entry.peer_id, entry.role, why)
+
+    async def _on_frame(self, link: Link, raw: str | bytes) -> None:
+        if isinstance(raw, bytes):
+            raise ProtocolError("malformed", "binary frames are not accepted; send JSON text frames")
+        try:
+            msg = COORDINATOR.decode(raw)
+        except ProtocolError as exc:
+            exc.ref = exc.ref or _ref_of(raw)
+            raise
+        except RecursionError:
+            raise ProtocolError("malformed", "frame is nested too deeply", ref=None) from None
+
+        if isinstance(msg, Ping):
+            link.send(Pong(ts=msg.ts))
+            return
+        if isinstance(msg, Pong):
+            return
+        if isinstance(msg, Error):
+            log.warning("peer %s reported error %s: %s", link.who, msg.code, msg.message[:200])
+            return
+        ref = getattr(msg, "ref", None)
+        if msg.TYPE in _CLIENT_BOUND:
+            raise ProtocolError("unexpected_type", f"{msg.TYPE!r} is sent by the coordinator, not to it", ref=ref)
+        if isinstance(msg, CreateRoom):
+            await self._on_create_room(link, msg)
+            return
+        if isinstance(msg, Register):
+            await self._on_register(link, msg)
+            return
+        if link.entry is None:
+            raise ProtocolError("not_registered", f"send 'register' before {msg.TYPE!r}", ref=ref)
+        if isinstance(msg, UpdatePeer):
+            self._on_update(link, msg)
+        elif isinstance(msg, Discover):
+            self._on_discover(link, msg)
+        elif isinstance(msg, Relay):
+            self._on_relay(link, msg)
+        else:  # a type registered in COORDINATOR that this server has no handler for
+            raise ProtocolError("unexpected_type", f"{msg.TYPE!r} is not handled by this coordinator", ref=ref)
+
+    async def _on_create_room(self, link: Link, msg: CreateRoom) -> None:
+        if not (0 < msg.ttl_hours <= MAX_TTL_HOURS):
+            raise ProtocolError("bad_value", f"ttl_hours must be in (0, {MAX_TTL_HOURS:g}]", ref=msg.ref)
+        room_id, token, expires_at = await self.create_room(msg.ttl_hours)
+        link.send(RoomCreated(room_id=room_id, token=token, expires_at=expires_at, ref=msg.ref))
+
+    async def _on_register(self, link: Link, msg: Register) -> None:
+        if link.entry is not None:
+            raise ProtocolError("already_registered", f"this connection is already {link.entry.peer_id}; open a new one", ref=msg.ref)
+        if _json_size(msg.metadata) > MAX_METADATA_BYTES:
+            raise ProtocolError("oversize", f"metadata exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
+        try:
+            room = await self.store.check_token(msg.room_id, msg.token)
+        except RoomAccessError as exc:
+            log.warning("registration refused from %s room=%s: %s", link.who, msg.room_id[:64], exc.code)
+            raise ProtocolError(exc.code, exc.message, ref=msg.ref) from None
+        if link.dropped or link not in self._links:
+            return
+        if link.entry is not None:  # a concurrent register on this socket won the race
+            raise ProtocolError("already_registered", "this connection is already registered", ref=msg.ref)
+        peer_id = msg.peer_id or f"{msg.role[0]}-{secrets.token_hex(6)}"
+        existing = self.presence.get(room.room_id, peer_id)
+        if existing is not None:
+            raise ProtocolError(
+                "peer_id_in_use",
+                f"peer id {peer_id!r} is connected in this room; pick another or wait for the old connection to time out",
+                ref=msg.ref,
+            )
+        entry = PeerEntry(
+            peer_id=peer_id,
+            room_id=room.room_id,
+            role=msg.role,
+            status=msg.status,
+            metadata=msg.metadata,
+            link=link,
+            room_expires_at=room.expires_at,
+        )
+        self.presence.add(entry)
+        link.entry = entry
+        log.info("peer registered room=%s peer=%s role=%s status=%s", room.room_id, peer_id, msg.role, msg.status)
+        link.send(Registered(peer_id=peer_id, room_id=room.room_id, heartbeat_interval=self.heartbeat_interval, ref=msg.ref))
+
+    def _on_update(self, link: Link, msg: UpdatePeer) -> None:
+        entry = link.entry
+        assert entry is not None
+        if msg.metadata is not None and _json_size(msg.metadata) > MAX_METADATA_BYTES:
+            raise ProtocolError("oversize", f"metadata exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
+        if msg.status is not None and msg.status != entry.status:
+            log.info("peer status room=%s peer=%s %s -> %s", entry.room_id, entry.peer_id, entry.status, msg.status)
+            entry.status = msg.status
+        if msg.metadata is not None:
+            entry.metadata = msg.metadata
+        link.send(Ok(ref=msg.ref))
+
+    def _on_discover(self, link: Link, msg: Discover) -> None:
+        entry = link.entry
+        assert entry is not None
+        if msg.limit is not None and msg.limit < 1:
+            raise ProtocolError("bad_value", "limit must be at least 1", ref=msg.ref)
+        if msg.min_gpu_memory_mb is not None and msg.min_gpu_memory_mb < 0:
+            raise ProtocolError("bad_value", "min_gpu_memory_mb must not be negative", ref=msg.ref)
+        found = self.presence.find(
+            entry.room_id,
+            exclude=entry.peer_id,
+            role=msg.role,
+            status=msg.status,
+            min_gpu_memory_mb=msg.min_gpu_memory_mb,
+            labels=msg.labels,
+        )
+        limit = msg.limit or DEFAULT_DISCOVER_LIMIT
+        budget = MAX_FRAME_BYTES - 1024
+        peers, size = [], 0
+        for e in found[:limit]:
+            info = e.info()
+            size += _json_size(info.metadata) + 160
+            if size > budget:
+                break
+            peers.append(info)
+        link.send(PeerList(peers=peers, ref=msg.ref, truncated=len(peers) < len(found)))
+
+    def _on_relay(self, link: Link, msg: Relay) -> None:
+        sender = link.entry
+        assert sender is not None
+        if _json_size(msg.payload) > MAX_PAYLOAD_BYTES:
+            raise ProtocolError("oversize", f"relay payload exceeds {MAX_PAYLOAD_BYTES} bytes", ref=msg.ref)
+        target = self.presence.get(sender.room_id, msg.target)
+        if target is None:
+            raise ProtocolError("unknown_peer", f"no peer {msg.target[:64]!r} is connected in this room; discover again", ref=msg.ref)
+        target.link.send(Relay(target=target.peer_id, kind=msg.kind, payload=msg.payload, source=sender.peer_id))
+        log.debug("relayed %s room=%s %s -> %s", msg.kind, sender.room_id, sender.peer_id, target.peer_id)
+        link.send(Ok(ref=msg.ref))

@@ -1,0 +1,1 @@
+"""The plugin's dialogs: Train remotely, Track remotely, and their shared parts."""

@@ -1,0 +1,118 @@
+"""Turn a failed remote job into one clear message box that says what to do next."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Advice:
+    title: str
+    text: str
+    next_step: str
+
+
+_ADVICE: dict[str, Advice] = {}
+
+
+def _add(codes: tuple[str, ...], advice: Advice) -> None:
+    for code in codes:
+        _ADVICE[code] = advice
+
+
+_add(
+    ("no_worker", "no_workers", "no_match", "not_found", "unknown_peer"),
+    Advice(
+        "No worker available",
+        "No worker in this room matches your request.",
+        "Press Refresh to see which workers are online, lower the GPU memory requirement, "
+        "or ask your lab admin to start a worker (sleap-rtc-service status).",
+    ),
+)
+_add(
+    ("busy", "worker_busy", "reserved"),
+    Advice(
+        "Worker busy",
+        "The selected worker is already running another job.",
+        "Pick another worker, tick Auto-select, or try again when it shows 'available'.",
+    ),
+)
+_add(
+    ("auth_failed", "bad_secret", "wrong_secret", "secret_required"),
+    Advice(
+        "Wrong room secret",
+        "The worker refused the room secret.",
+        "Check the room secret with whoever set up the worker, enter it again and resubmit.",
+    ),
+)
+_add(
+    ("bad_token", "unauthorized", "room_not_found", "expired", "token_expired"),
+    Advice(
+        "Cannot join the room",
+        "The coordinator did not accept this room id and token.",
+        "Check the room id and token (or paste a fresh session string); tokens can expire.",
+    ),
+)
+_add(
+    ("connection_lost", "disconnected", "peer_lost", "timeout", "ice_failed", "unreachable"),
+    Advice(
+        "Connection lost",
+        "The connection to the worker or coordinator was lost.",
+        "Check your network and that the coordinator URL is right, then submit again. "
+        "A job that was already running keeps its results on the worker until you reconnect.",
+    ),
+)
+_add(
+    ("job_failed", "train_failed", "track_failed"),
+    Advice(
+        "Remote job failed",
+        "The job ran on the worker but did not finish.",
+        "Read the details below (the worker's last log lines), fix the configuration and resubmit.",
+    ),
+)
+_add(
+    ("cancelled",),
+    Advice("Job cancelled", "The job was cancelled.", "Nothing was changed in your project."),
+)
+
+_GENERIC = Advice(
+    "Remote job error",
+    "The remote job could not be completed.",
+    "Read the details below; if it persists, send them to your lab admin.",
+)
+
+
+def advice_for(code: str | None) -> Advice:
+    return _ADVICE.get(code or "", _GENERIC)
+
+
+def describe(exc: BaseException) -> tuple[str | None, str]:
+    """``(code, message)`` for a ``RemoteError`` or any other exception."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if code is None and isinstance(exc, (ConnectionError, OSError)):
+        code = "connection_lost"
+    return code, message
+
+
+def show_error(parent: Any, exc: BaseException):
+    """Show a non-blocking message box for ``exc`` and return it (tests read it)."""
+    from qtpy.QtWidgets import QMessageBox
+
+    code, message = describe(exc)
+    advice = advice_for(code)
+    logger.warning("remote job error shown to user: code=%s message=%s", code, message)
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Warning)
+    box.setWindowTitle(advice.title)
+    box.setText(advice.text)
+    box.setInformativeText(advice.next_step)
+    box.setDetailedText(f"[{code}] {message}" if code else message)
+    box.setStandardButtons(QMessageBox.Ok)
+    box.setObjectName(f"sleap_rtc_error_{code or 'unknown'}")
+    box.open()
+    return box

@@ -1,0 +1,239 @@
+"""Build job packages from the open project, the way SLEAP's "Export training job package" does.
+
+Training packages are byte-for-byte SLEAP's own format (``<stem>.pkg.slp`` with the
+user-labeled (+ suggested) frames embedded, one ``<head>.yaml`` per model,
+``train-script.sh``, ``inference-script.sh``, ``jobs.yaml``), written by SLEAP's
+``runners.write_pipeline_files``. Inference packages use the same layout: the frames
+to predict embedded in ``<stem>.pkg.slp``, the chosen trained models under
+``models/<run>/`` and an ``inference`` list in ``jobs.yaml``.
+
+Split in two on purpose: :func:`collect_*` read the Qt dialog on the GUI thread;
+:func:`write_*` only touch files and labels and run in ``asyncio.to_thread`` so
+embedding thousands of frames never freezes the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class TrainingRequest:
+    """Everything read from SLEAP's training dialog that the package needs."""
+
+    labels: Any
+    labels_filename: str
+    config_info_list: list
+    inference_params: dict
+    items_for_inference: Any
+    include_suggestions: bool
+    num_user_labeled_frames: int
+
+
+@dataclass
+class InferenceRequest:
+    labels: Any
+    labels_filename: str
+    model_dirs: list[Path]
+    frames: dict[int, list[int]]  # video index -> frame indices
+    inference_params: dict = field(default_factory=dict)
+
+    @property
+    def frame_count(self) -> int:
+        return sum(len(v) for v in self.frames.values())
+
+
+def collect_training_request(dialog: Any) -> TrainingRequest:
+    """Read SLEAP's ``LearningDialog`` (training mode) exactly as its export does."""
+    from sleap.gui.learning import runners
+
+    pipeline_form_data = dialog.pipeline_form_widget.get_form_data()
+    selection = dialog.frame_target_selector.get_selection()
+    pipeline_form_data["_prediction_mode"] = selection.prediction_mode
+    items = dialog.get_items_for_inference(pipeline_form_data)
+    include_suggestions = any(
+        isinstance(item, runners.DatasetItemForInference) and item.frame_filter == "suggested" for item in items.items
+    )
+    return TrainingRequest(
+        labels=dialog.labels,
+        labels_filename=dialog.labels_filename,
+        config_info_list=dialog.get_every_head_config_data(pipeline_form_data),
+        inference_params=pipeline_form_data,
+        items_for_inference=items,
+        include_suggestions=include_suggestions,
+        num_user_labeled_frames=len(dialog.labels.user_labeled_frames),
+    )
+
+
+def write_training_package(req: TrainingRequest, out_dir: Path, progress: ProgressFn | None = None) -> Path:
+    """Write ``<labels>.slp.training_job.zip`` into ``out_dir``; returns its path.
+
+    Same contents as SLEAP's ``LearningDialog.export_package``: the embedded labels
+    (``user`` or ``user+suggestions``, as ``export_dataset_gui`` picks) plus
+    ``write_pipeline_files`` output.
+    """
+    from sleap.gui.learning import runners
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem_pkg = Path(req.labels_filename).with_suffix(".pkg.slp").name
+    with tempfile.TemporaryDirectory(prefix="sleap-rtc-pkg-") as tmp:
+        _save_embedded(req.labels, Path(tmp) / stem_pkg, "user+suggestions" if req.include_suggestions else "user", progress)
+        runners.write_pipeline_files(
+            output_dir=tmp,
+            labels_filename=stem_pkg,
+            config_info_list=req.config_info_list,
+            inference_params=req.inference_params,
+            items_for_inference=req.items_for_inference,
+            num_user_labeled_frames=req.num_user_labeled_frames,
+        )
+        zip_base = out_dir / f"{Path(req.labels_filename).name}.training_job"
+        archive = shutil.make_archive(str(zip_base), "zip", root_dir=tmp)
+    logger.info("training package written: %s", archive)
+    return Path(archive)
+
+
+def collect_inference_request(dialog: Any) -> InferenceRequest:
+    """Read SLEAP's ``LearningDialog`` (inference mode): models and frames to predict."""
+    pipeline_form_data = dialog.pipeline_form_widget.get_form_data()
+    selection = dialog.frame_target_selector.get_selection()
+    pipeline_form_data["_prediction_mode"] = selection.prediction_mode
+    config_info_list = dialog.get_every_head_config_data(pipeline_form_data)
+    model_dirs = []
+    for info in config_info_list:
+        path = Path(info.path)
+        model_dirs.append(path.parent if path.is_file() else path)
+    labels = dialog.labels
+    frames: dict[int, list[int]] = {}
+    for video, idxs in dialog.get_selected_frames_to_predict(pipeline_form_data).items():
+        if idxs is None:
+            idxs = list(range(len(video)))
+        idxs = _expand_frames(idxs)
+        if idxs:
+            frames[labels.videos.index(video)] = idxs
+    return InferenceRequest(
+        labels=labels,
+        labels_filename=dialog.labels_filename,
+        model_dirs=model_dirs,
+        frames=frames,
+        inference_params=pipeline_form_data,
+    )
+
+
+def _expand_frames(idxs: list[int]) -> list[int]:
+    """SLEAP writes a whole range as ``[start, -end]``; expand it to frame indices."""
+    if len(idxs) == 2 and idxs[1] < 0:
+        return list(range(idxs[0], -idxs[1]))
+    return sorted(set(int(i) for i in idxs if i >= 0))
+
+
+def write_inference_package(req: InferenceRequest, out_dir: Path, progress: ProgressFn | None = None) -> Path:
+    """Write ``<labels>.slp.inference_job.zip``: frames to predict, models, ``jobs.yaml``."""
+    if not req.model_dirs:
+        raise ValueError("Choose at least one trained model to track with.")
+    if not req.frame_count:
+        raise ValueError("There are no frames to predict for this selection.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem_pkg = Path(req.labels_filename).with_suffix(".pkg.slp").name
+    with tempfile.TemporaryDirectory(prefix="sleap-rtc-pkg-") as tmp:
+        root = Path(tmp)
+        embed = [(req.labels.videos[v], f) for v, fs in req.frames.items() for f in fs]
+        _save_embedded(req.labels, root / stem_pkg, embed, progress)
+        model_names = []
+        for model_dir in req.model_dirs:
+            name = _unique_name(model_dir.name, model_names)
+            shutil.copytree(model_dir, root / "models" / name, ignore=shutil.ignore_patterns("*.slp", "viz"))
+            model_names.append(name)
+        jobs = {
+            "training": [],
+            "inference": [
+                {
+                    "data_path": stem_pkg,
+                    "models": [f"models/{n}" for n in model_names],
+                    "output_path": f"{stem_pkg}.video{v}.predictions.slp",
+                    "type": "labels",
+                    "video_index": v,
+                    "frames": fs,
+                    "tracking": {k: val for k, val in req.inference_params.items() if k.startswith("tracking.")},
+                }
+                for v, fs in req.frames.items()
+            ],
+        }
+        (root / "jobs.yaml").write_text(yaml.safe_dump(jobs))
+        archive = shutil.make_archive(str(out_dir / f"{Path(req.labels_filename).name}.inference_job"), "zip", root_dir=tmp)
+    logger.info("inference package written: %s (%d frames, %d models)", archive, req.frame_count, len(model_names))
+    return Path(archive)
+
+
+def _unique_name(name: str, taken: list[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def _save_embedded(labels: Any, path: Path, embed: Any, progress: ProgressFn | None) -> None:
+    """Save a copy of ``labels`` with images embedded; never mutates the open project."""
+    import sleap_io as sio
+
+    def _cb(current: int, total: int, phase: str = "embed") -> None:
+        if progress is not None:
+            progress(current, total)
+
+    sio.save_slp(labels, str(path), embed=embed, embed_inplace=False, verbose=False, progress_callback=_cb)
+
+
+def merge_predictions(labels: Any, predictions_path: Path, inference_params: dict, requested: list[int] | None = None) -> int:
+    """Merge a predictions ``.slp`` into the open labels as SLEAP merges local results.
+
+    The predictions were made on the package's embedded copy, so each frame is first
+    put back on the project's own video (same index), then SLEAP's
+    ``InferenceTask.merge_results`` does the rest (empty-instance cleanup, "replace"
+    vs "add" prediction mode, clear-all-first).
+    """
+    import sleap_io as sio
+    from sleap.gui.learning.runners import InferenceTask
+
+    predicted = sio.load_slp(str(predictions_path))
+    mapping = _video_mapping(predicted.videos, labels.videos, requested)
+    for lf in predicted.labeled_frames:
+        lf.video = mapping[id(lf.video)]
+    task = InferenceTask(trained_job_paths=["remote"], inference_params=inference_params, labels=labels)
+    task.results = list(predicted.labeled_frames)
+    return task.merge_results()
+
+
+def _video_mapping(predicted: list, project: list, requested: list[int] | None) -> dict[int, Any]:
+    """Which project video each predicted video stands for.
+
+    Same count: by index (the package keeps every project video, in order). Otherwise
+    by the embedded copy's source video file name, and for a single video by the one
+    video that was requested.
+    """
+    if len(predicted) == len(project):
+        return {id(p): project[i] for i, p in enumerate(predicted)}
+    by_name = {Path(str(v.filename)).name: v for v in project}
+    mapping = {}
+    for p in predicted:
+        source = getattr(p, "source_video", None)
+        name = Path(str(getattr(source, "filename", "") or p.filename)).name
+        if name in by_name:
+            mapping[id(p)] = by_name[name]
+        elif requested and len(requested) == 1 and len(predicted) == 1:
+            mapping[id(p)] = project[requested[0]]
+        else:
+            raise ValueError(f"cannot tell which project video the predictions for {p.filename!r} belong to")
+    return mapping

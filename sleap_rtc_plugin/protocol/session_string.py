@@ -1,0 +1,48 @@
+"""Session strings: one copy-pasteable token that says where a worker is.
+
+``sleap-session:`` + urlsafe base64 (no padding) of a JSON object with the room id
+(``r``), room token (``t``), worker peer id (``p``) and, when known, the coordinator
+URL (``s``). Users of the original sleap-rtc know the prefix; the server field lets a
+client reach a worker's embedded coordinator without any other configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+from .base import ProtocolError
+
+PREFIX = "sleap-session:"
+
+
+@dataclass(frozen=True)
+class SessionString:
+    room_id: str
+    token: str
+    peer_id: str
+    server_url: str | None = None
+
+    def encode(self) -> str:
+        data = {"r": self.room_id, "t": self.token, "p": self.peer_id}
+        if self.server_url:
+            data["s"] = self.server_url
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "SessionString":
+        text = text.strip()
+        if not text.startswith(PREFIX):
+            raise ProtocolError("bad_session_string", f"a session string starts with {PREFIX!r}; copy the whole line the worker printed")
+        body = text[len(PREFIX):]
+        try:
+            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (binascii.Error, ValueError):
+            raise ProtocolError("bad_session_string", "the session string is damaged (not valid base64 JSON); copy it again from the worker's output") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k) for k in ("r", "t", "p")):
+            raise ProtocolError("bad_session_string", "the session string lacks the room, token or worker id; copy it again from the worker's output")
+        server = data.get("s")
+        return cls(data["r"], data["t"], data["p"], server if isinstance(server, str) else None)
