@@ -189,9 +189,10 @@ def _save_embedded(labels: Any, path: Path, embed: Any, progress: ProgressFn | N
     """Save a copy of ``labels`` with images embedded; never mutates the open project."""
     import sleap_io as sio
 
-    def _cb(current: int, total: int, phase: str = "embed") -> None:
+    def _cb(current: int, total: int, phase: str = "embed") -> bool:
         if progress is not None:
             progress(current, total)
+        return True  # sleap-io reads a falsy answer as "cancel"
 
     sio.save_slp(labels, str(path), embed=embed, embed_inplace=False, verbose=False, progress_callback=_cb)
 

@@ -9,7 +9,6 @@ the GUI has exactly one seam to that module.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -25,22 +24,21 @@ class SavedConnection:
     remember: bool = False
 
 
-def default_server_url() -> str:
-    """Coordinator URL from ``SLEAP_RTC_SERVER_URL``, the project config, or loopback."""
-    env = os.environ.get("SLEAP_RTC_SERVER_URL")
-    if env:
-        return env
+def config_defaults() -> dict:
+    """``signaling_ws``, ``room_id`` and ``token`` from the project config (CLI > env > TOML)."""
     try:
-        from sleap_rtc_plugin import config  # written by another engineer
+        from sleap_rtc_plugin.config import load_settings
 
-        value = getattr(config, "load", None)
-        if callable(value):
-            url = getattr(value(), "server_url", None)
-            if url:
-                return str(url)
-    except Exception as exc:  # config absent or unreadable: loopback default is safe
-        logger.debug("no coordinator URL from config: %s", exc)
-    return DEFAULT_SERVER_URL
+        cfg = load_settings()
+        return {k: cfg.get(k) for k in ("signaling_ws", "room_id", "token")}
+    except Exception as exc:  # an unreadable config must not stop the GUI
+        logger.warning("could not read sleap-rtc config: %s", exc)
+        return {}
+
+
+def default_server_url() -> str:
+    """Coordinator URL from the project config (``signaling_ws``), else loopback."""
+    return config_defaults().get("signaling_ws") or DEFAULT_SERVER_URL
 
 
 def _qsettings():
@@ -66,27 +64,33 @@ def save_connection(saved: SavedConnection) -> None:
     s.sync()
 
 
-def _secret_key(kind: str, room_id: str) -> str:
-    return f"gui:{kind}:{room_id}"
+def remember_secret(room_id: str, value: str) -> bool:
+    """Store a room secret in the credential store; False when the store cannot take it.
 
-
-def remember_secret(kind: str, room_id: str, value: str) -> bool:
-    """Store a room token or secret in the credential store. False when none is available."""
+    Uses ``secrets.store_secret(room_id, value)`` when the store offers it. Room tokens are
+    never remembered by the GUI: the worker prints a fresh session string instead.
+    """
     try:
         from sleap_rtc_plugin.peer import secrets
 
-        secrets.create_secret(_secret_key(kind, room_id), value)
+        store = getattr(secrets, "store_secret", None)
+        if store is None:
+            logger.warning("the credential store cannot save a typed room secret; set %s instead", secrets.env_var_name(room_id))
+            return False
+        store(room_id, value)
         return True
     except Exception as exc:
-        logger.warning("could not store the %s for room %s: %s", kind, room_id, exc)
+        logger.warning("could not store the room secret for room %s: %s", room_id, exc)
         return False
 
 
-def recall_secret(kind: str, room_id: str) -> str | None:
+def recall_secret(room_id: str) -> str | None:
+    """The room secret the credential store (env var, secrets file) holds for ``room_id``."""
     try:
         from sleap_rtc_plugin.peer import secrets
 
-        return secrets.lookup_secret(_secret_key(kind, room_id))
+        value = secrets.lookup_secret(room_id)
+        return value.decode() if isinstance(value, bytes) else value
     except Exception as exc:
-        logger.debug("no stored %s for room %s: %s", kind, room_id, exc)
+        logger.debug("no stored room secret for room %s: %s", room_id, exc)
         return None

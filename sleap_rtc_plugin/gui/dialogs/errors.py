@@ -42,7 +42,7 @@ _add(
     ),
 )
 _add(
-    ("auth_failed", "bad_secret", "wrong_secret", "secret_required"),
+    ("auth_failed", "bad_secret", "wrong_secret", "missing_secret", "unauthenticated", "worker_unauthenticated"),
     Advice(
         "Wrong room secret",
         "The worker refused the room secret.",
@@ -50,7 +50,7 @@ _add(
     ),
 )
 _add(
-    ("bad_token", "unauthorized", "room_not_found", "expired", "token_expired"),
+    ("no_room", "bad_token", "unauthorized", "unknown_room", "room_not_found", "expired", "token_expired"),
     Advice(
         "Cannot join the room",
         "The coordinator did not accept this room id and token.",
@@ -67,11 +67,27 @@ _add(
     ),
 )
 _add(
-    ("job_failed", "train_failed", "track_failed"),
+    ("job_failed", "worker_failed", "rejected", "train_failed", "track_failed"),
     Advice(
         "Remote job failed",
         "The job ran on the worker but did not finish.",
         "Read the details below (the worker's last log lines), fix the configuration and resubmit.",
+    ),
+)
+_add(
+    ("choose_worker",),
+    Advice(
+        "Choose a worker",
+        "Several workers are available.",
+        "Select one in the list, or tick Auto-select to take the one with the most free GPU memory.",
+    ),
+)
+_add(
+    ("disk_full", "io_error"),
+    Advice(
+        "Out of disk space",
+        "A file could not be written (disk full or not writable).",
+        "Free space in your project folder (or on the worker, if the details say so) and submit again.",
     ),
 )
 _add(

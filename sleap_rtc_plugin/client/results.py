@@ -1,0 +1,76 @@
+"""Put a remote job's results where SLEAP looks for local ones.
+
+Models go to ``<project>/models/<run_name>/`` (SLEAP's inference dialog lists that
+folder), predictions to ``<project>/predictions/``. An existing run dir is never
+overwritten: like sleap-nn, a clash gets a ``-1``, ``-2``… suffix. Extraction is
+atomic per model (staging dir, then rename), so a half-written model never appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..worker.package import _extract, check_zip
+
+if TYPE_CHECKING:
+    from ..protocol.peer import ResultFile
+    from .api import JobOutcome
+
+log = logging.getLogger(__name__)
+
+
+def _free_name(parent: Path, name: str) -> Path:
+    target = parent / name
+    n = 0
+    while target.exists():
+        n += 1
+        target = parent / f"{name}-{n}"
+    return target
+
+
+def install_model(zip_path: Path, models_dir: Path) -> Path:
+    """Extract one model zip (a single top-level run dir) into ``models_dir``."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = models_dir / f".incoming-{zip_path.stem}"
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(zip_path) as zf:
+        _extract(zf, check_zip(zf), staging)
+    tops = [p for p in staging.iterdir()]
+    run_dir = tops[0] if len(tops) == 1 and tops[0].is_dir() else staging
+    target = _free_name(models_dir, run_dir.name if run_dir is not staging else zip_path.stem)
+    run_dir.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def install_results(received: list[tuple["ResultFile", Path]], project_dir: Path, job_id: str, kind: str, worker_id: str) -> "JobOutcome":
+    from .api import JobOutcome
+
+    outcome = JobOutcome(job_id=job_id, kind=kind, worker_id=worker_id)  # type: ignore[arg-type]
+    for meta, path in received:
+        if meta.role == "model":
+            run_dir = install_model(path, project_dir / "models")
+            outcome.model_dirs.append(run_dir)
+            outcome.files.append(run_dir)
+            path.unlink(missing_ok=True)
+        elif meta.role == "predictions":
+            target = project_dir / "predictions" / path.name
+            n = 0
+            while target.exists():
+                n += 1
+                target = target.with_name(f"{path.name.removesuffix('.slp')}-{n}.slp")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), target)
+            outcome.predictions = target
+            outcome.files.append(target)
+        else:
+            target = project_dir / ".sleap-rtc" / "jobs" / job_id / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), target)
+            outcome.files.append(target)
+        log.info("job %s: installed %s", job_id, outcome.files[-1])
+    return outcome

@@ -1,0 +1,63 @@
+"""Track remotely…: SLEAP's inference dialog (models from ``<project>/models/``,
+frame targets), run on a worker; predictions are merged into the open project
+the way SLEAP merges local results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from .. import packaging
+from .connection import client_api
+from .job import follow, thread_progress
+from .remote_base import RemoteLearningDialog
+
+logger = logging.getLogger(__name__)
+
+
+class RemoteInferenceDialog(RemoteLearningDialog):
+    RUN_TEXT = "Track remotely"
+    TITLE = "Track remotely"
+
+    def __init__(self, window: Any, *, defaults: Any = None):
+        super().__init__("inference", window, defaults=defaults)
+        self.merged_count: int | None = None
+        try:
+            self.frame_selection = window._get_frames_for_prediction()
+        except Exception as exc:  # keep the dialog usable with SLEAP's defaults
+            logger.debug("no frame selection from the window: %s", exc)
+
+    def collect(self) -> packaging.InferenceRequest:
+        request = packaging.collect_inference_request(self)
+        if not request.model_dirs:
+            raise ValueError("Choose a trained model (from this project's models/ folder) to track with.")
+        return request
+
+    async def run_job(self, request: packaging.InferenceRequest, spec: Any) -> None:
+        self.panel.status.setText(f"Packaging {request.frame_count} frame(s) and {len(request.model_dirs)} model(s)…")
+        package = await asyncio.to_thread(
+            packaging.write_inference_package, request, self.workdir(), thread_progress(self.panel, "Embedding frames")
+        )
+        self.handle = client_api().submit_inference(package, spec, project_dir=Path(request.labels_filename).parent)
+        logger.info("inference job %s submitted (%s)", self.handle.job_id, package.name)
+        try:
+            outcome = await follow(self.handle, self.panel)
+        finally:
+            self.handle = None
+        if outcome.predictions is None:
+            raise RuntimeError("the worker finished without returning predictions")
+        self.merge(outcome.predictions, request)
+
+    def merge(self, predictions: Path, request: packaging.InferenceRequest) -> int:
+        """Merge on the GUI thread: the open labels are Qt-owned state."""
+        count = packaging.merge_predictions(
+            self.main_window.labels, predictions, request.inference_params, requested=list(request.frames)
+        )
+        self.merged_count = count
+        self.main_window._handle_learning_finished(count)
+        self.panel.status.setText(f"Added predictions on {count} frame(s).")
+        self.inform("Remote tracking finished", f"Predictions for {count} frame(s) were added to the project.\nSaved file: {predictions}")
+        return count

@@ -1,0 +1,263 @@
+"""One authenticated client<->worker link: control messages and files over a :class:`Transport`.
+
+Incoming frames are handled strictly in arrival order by a single pump task, so a
+file chunk is always written before the control frame that followed it is acted on.
+Malformed or unexpected frames get a ``peer_error`` reply and a log line; they never
+stop the pump. Until :meth:`PeerLink.authenticate` succeeds, anything other than
+the handshake and keepalives is refused with ``peer_error(code="unauthenticated")``.
+
+Keepalive: a ``keepalive`` JSON frame every ``keepalive_interval`` seconds on the
+control path. File chunks are each one atomic data-channel message on the same
+ordered channel, so a keepalive lands between two chunks, never inside one. Any
+incoming frame counts as liveness; after ``idle_timeout`` seconds of silence the
+link closes itself (a half-dead link must not hang a transfer forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Literal
+
+from ..protocol import PEER, Message, ProtocolError
+from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, Keepalive, PeerError
+from ..protocol.transfer import TRANSFER_TYPES
+from . import auth
+from .errors import AuthError, LinkClosedError
+from .transfer import DEFAULT_MAX_SIZE, FileReceiver, Progress, ReceivedFile, SentFile, Transfers
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+_AUTH_TYPES = (Hello, AuthChallenge, AuthResponse, AuthResult)
+_CLOSED = object()
+
+
+class PeerLink:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        role: Literal["client", "worker"],
+        peer_id: str = "",
+        local_fingerprint: str = "",
+        remote_fingerprint: str = "",
+        keepalive_interval: float = 10.0,
+        idle_timeout: float = 45.0,
+    ):
+        self.transport = transport
+        self.role = role
+        self.peer_id = peer_id
+        self.remote_peer_id = ""
+        self.local_fingerprint = local_fingerprint
+        self.remote_fingerprint = remote_fingerprint
+        self.setup_seconds = 0.0
+        self.authenticated = False
+        self.auth_mode: str | None = None
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.keepalive_interval = keepalive_interval
+        self.idle_timeout = idle_timeout
+        self._closing = False
+        self._last_seen = time.monotonic()
+        self._raw: asyncio.Queue = asyncio.Queue()
+        self._inbox: asyncio.Queue = asyncio.Queue()
+        self._auth_inbox: asyncio.Queue = asyncio.Queue()
+        self._unauth_bytes_logged = False
+        self.transfers = Transfers(self)
+        transport.start(self._on_frame, self._on_transport_close)
+        self._pump_task = asyncio.ensure_future(self._pump())
+        self._keepalive_task = asyncio.ensure_future(self._keepalive())
+
+    # -- sending -------------------------------------------------------------
+    def _send(self, msg: Message) -> None:
+        self.transport.send_text(msg.encode())
+
+    async def send(self, msg: Message) -> None:
+        """Send a control message (any type in the ``PEER`` registry)."""
+        if not self.authenticated:
+            raise AuthError("unauthenticated", "authenticate the link before sending messages")
+        self._send(msg)
+
+    # -- receiving -----------------------------------------------------------
+    async def recv(self, timeout: float | None = None) -> Message:
+        """The next application control message; raises :class:`LinkClosedError` once closed."""
+        return await self._get(self._inbox, timeout, "message")
+
+    async def _next_auth_frame(self, timeout: float) -> Message:
+        try:
+            return await self._get(self._auth_inbox, timeout, "authentication reply")
+        except asyncio.TimeoutError:
+            raise AuthError("timeout", f"no authentication reply from the peer within {timeout:g} s") from None
+
+    async def _get(self, queue: asyncio.Queue, timeout: float | None, what: str):
+        if queue.empty() and self._closing:
+            raise LinkClosedError(f"peer link closed ({self.close_reason}) while waiting for a {what}")
+        getter = asyncio.ensure_future(queue.get())
+        closer = asyncio.ensure_future(self._closing_event().wait())
+        try:
+            done, _ = await asyncio.wait({getter, closer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closer.cancel()
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        if closer in done:
+            raise LinkClosedError(f"peer link closed ({self.close_reason}) while waiting for a {what}")
+        raise asyncio.TimeoutError(f"no {what} within {timeout:g} s")
+
+    def _closing_event(self) -> asyncio.Event:
+        if not hasattr(self, "_closing_ev"):
+            self._closing_ev = asyncio.Event()
+            if self._closing:
+                self._closing_ev.set()
+        return self._closing_ev
+
+    def _on_frame(self, frame: str | bytes) -> None:
+        self._last_seen = time.monotonic()
+        self._raw.put_nowait(frame)
+
+    def _on_transport_close(self, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.close_reason = reason
+        self._closing_event().set()
+        log.info("peer link %s closing: %s", self.peer_id or self.role, reason)
+        self.transfers.fail_outgoing(LinkClosedError(f"peer link closed ({reason})"))
+        self._raw.put_nowait(_CLOSED)
+
+    async def _pump(self) -> None:
+        while True:
+            frame = await self._raw.get()
+            if frame is _CLOSED:
+                break
+            try:
+                await self._handle(frame)
+            except Exception:
+                log.exception("error handling a peer frame; continuing")
+                self._reply_error("internal", "the peer hit an internal error handling that frame")
+        try:
+            await self.transfers.shutdown()
+        finally:
+            self.closed.set()
+
+    def _reply_error(self, code: str, message: str) -> None:
+        try:
+            self._send(PeerError(code=code, message=message))
+        except Exception:
+            pass
+
+    async def _handle(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            if not self.authenticated:
+                if not self._unauth_bytes_logged:
+                    self._unauth_bytes_logged = True
+                    log.warning("binary frame before authentication refused")
+                    self._reply_error("unauthenticated", "file data before authentication refused")
+                return
+            await self.transfers.on_chunk(frame)
+            return
+        try:
+            msg = PEER.decode(frame)
+        except ProtocolError as exc:
+            log.warning("refused peer frame: %s: %s", exc.code, exc.message)
+            self._reply_error(exc.code, exc.message)
+            return
+        if isinstance(msg, Keepalive):
+            return
+        if isinstance(msg, _AUTH_TYPES) or (isinstance(msg, PeerError) and not self.authenticated):
+            self._auth_inbox.put_nowait(msg)
+            return
+        if not self.authenticated:
+            log.warning("refused %s before authentication", msg.TYPE)
+            self._reply_error("unauthenticated", f"{msg.TYPE} refused: authenticate first")
+            return
+        if msg.TYPE in TRANSFER_TYPES:
+            await self.transfers.on_control(msg)
+            return
+        self._inbox.put_nowait(msg)
+
+    # -- authentication ------------------------------------------------------
+    async def authenticate(self, secret: bytes | str | None, *, require: bool | None = None, timeout: float = 15.0) -> str:
+        """Run the mutual room-secret handshake; returns ``"psk"`` or ``"legacy"``.
+
+        ``require`` (client side) refuses a worker that has no secret; it defaults
+        to ``secret is not None``. On failure the link is closed and :class:`AuthError`
+        raised with a one-line reason.
+        """
+        if isinstance(secret, str):
+            secret = secret.encode()
+        if require is None:
+            require = secret is not None
+        try:
+            if self.role == "worker":
+                mode = await auth.run_worker(self, secret, timeout)
+            else:
+                mode = await auth.run_client(self, secret, require, timeout)
+        except AuthError as exc:
+            log.warning("authentication failed on link %s: %s", self.peer_id or self.role, exc)
+            await asyncio.sleep(0.05)  # let the refusal frame leave before closing
+            await self.close()
+            raise
+        except LinkClosedError as exc:
+            raise AuthError("closed", f"the peer closed the link during authentication: {exc}") from None
+        self.auth_mode = mode
+        self.authenticated = True
+        log.info("peer link %s authenticated (%s) with %s", self.peer_id or self.role, mode, self.remote_peer_id)
+        return mode
+
+    # -- files ---------------------------------------------------------------
+    def accept_files(self, dest_dir: str | Path, *, cache_dir: str | Path | None = None, max_size: int = DEFAULT_MAX_SIZE) -> FileReceiver:
+        """Accept incoming files into ``dest_dir`` (names sanitized; resumable; cached by sha256)."""
+        self.transfers.receiver = FileReceiver(dest_dir, cache_dir=cache_dir, max_size=max_size)
+        return self.transfers.receiver
+
+    async def send_file(self, path: str | Path, *, name: str | None = None, progress: Progress | None = None) -> SentFile:
+        """Stream ``path`` to the peer; resumes a partial copy, or costs one round trip if the peer has it cached."""
+        if not self.authenticated:
+            raise AuthError("unauthenticated", "authenticate the link before sending files")
+        return await self.transfers.send_file(Path(path), name=name, progress=progress)
+
+    async def receive_file(self, timeout: float | None = None) -> ReceivedFile:
+        """The next completed incoming file (after :meth:`accept_files`)."""
+        return await self._get(self.transfers.received, timeout, "file")
+
+    # -- lifecycle -----------------------------------------------------------
+    async def _keepalive(self) -> None:
+        try:
+            while not self._closing:
+                await asyncio.sleep(self.keepalive_interval)
+                if self._closing:
+                    return
+                if time.monotonic() - self._last_seen > self.idle_timeout:
+                    log.warning("peer link %s silent for %.0f s; closing", self.peer_id or self.role, self.idle_timeout)
+                    await self.close(reason=f"peer silent for {self.idle_timeout:g} s")
+                    return
+                try:
+                    self._send(Keepalive(ts=time.time()))
+                except LinkClosedError:
+                    return
+        except asyncio.CancelledError:
+            pass
+
+    async def close(self, reason: str = "closed locally") -> None:
+        if not self._closing:
+            self._on_transport_close(reason)
+        if asyncio.current_task() is not self._keepalive_task:
+            self._keepalive_task.cancel()
+        await self.transport.close()
+        if asyncio.current_task() is not self._pump_task:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._pump_task), 30)
+            except asyncio.TimeoutError:
+                log.warning("peer link pump did not finish within 30 s of close")
+        self.closed.set()
+
+    async def __aenter__(self) -> "PeerLink":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

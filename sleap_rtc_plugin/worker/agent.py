@@ -1,0 +1,447 @@
+"""The networked worker: coordinator presence, offers, authenticated links, jobs.
+
+One :class:`Worker` registers in a room with its capabilities, answers WebRTC offers
+relayed by the coordinator, authenticates each client with the room secret, runs
+one job at a time through the status machine, forwards progress to whichever
+client links follow the job, and keeps results in the outbox until a client
+acknowledges them. A client that goes away does not stop its job: it can come
+back with ``attach`` and still get the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import Settings, user_data_dir
+from ..coordinator.client import CoordinatorClient, create_room
+from ..peer import secrets
+from ..peer.connection import accept
+from ..peer.errors import AuthError, PeerLinkError
+from ..peer.link import PeerLink
+from ..protocol.coordinator import Relay
+from ..protocol.peer import Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultFile
+from ..protocol.session_string import SessionString
+from .engine import JobEngine, JobFailedError
+from .gpu import capabilities
+from .outbox import Outbox
+from .state import StatusMachine, WorkerBusy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerOptions:
+    server_url: str | None = None
+    room_id: str | None = None
+    token: str | None = None
+    room_secret: str | None = None
+    name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    data_dir: Path = field(default_factory=lambda: user_data_dir() / "worker")
+    status_port: int | None = 8766
+    ice_servers: list[Any] = field(default_factory=list)
+    ice_loopback: bool = False
+    cancel_grace: float = 10.0
+    max_file_bytes: int = 20 * 1024**3
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = 8765
+    embedded_db: str | None = None
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, labels: dict[str, str] | None = None, room_secret: str | None = None) -> "WorkerOptions":
+        data_dir = settings.get("worker.data_dir")
+        return cls(
+            server_url=settings.get("signaling_ws"),
+            room_id=settings.get("room_id"),
+            token=settings.get("token"),
+            room_secret=room_secret,
+            name=settings.get("worker.name"),
+            labels=dict(labels if labels is not None else settings.get("worker.labels", {})),
+            data_dir=Path(data_dir).expanduser() if data_dir else user_data_dir() / "worker",
+            status_port=settings.get("worker.status_port"),
+            ice_servers=list(settings.get("ice_servers", [])),
+            ice_loopback=bool(settings.get("ice_loopback")),
+            cancel_grace=float(settings.get("worker.cancel_grace", 10.0)),
+            max_file_bytes=int(settings.get("transfer.max_file_mb", 20480)) * 1024 * 1024,
+            embedded_host=settings.get("server.host", "127.0.0.1"),
+            embedded_port=int(settings.get("server.port", 8765)),
+            embedded_db=settings.get("server.db"),
+            heartbeat_interval=float(settings.get("server.heartbeat_interval", 10.0)),
+            heartbeat_timeout=float(settings.get("server.heartbeat_timeout", 30.0)),
+        )
+
+
+@dataclass
+class _Job:
+    job_id: str
+    kind: str
+    client_id: str
+    started_at: float = field(default_factory=time.time)
+    state: str = "running"
+    last_progress: dict[str, Any] = field(default_factory=dict)
+    followers: set[PeerLink] = field(default_factory=set)
+    engine: JobEngine | None = None
+    task: asyncio.Task | None = None
+    message: str = ""
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions):
+        self.options = options
+        self.name = options.name or socket.gethostname()
+        self.data_dir = Path(options.data_dir)
+        self.state = StatusMachine(self.name)
+        self.outbox = Outbox(self.data_dir / "outbox")
+        self.coordinator: CoordinatorClient | None = None
+        self.embedded = None
+        self.server_url: str | None = options.server_url
+        self.room_id: str | None = options.room_id
+        self.token: str | None = options.token
+        self.secret: bytes | None = None
+        self.job: _Job | None = None
+        self.jobs: dict[str, _Job] = {}
+        self.last_error: str | None = None
+        self.started_at = time.time()
+        self.status_server = None
+        self._links: set[PeerLink] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._watchdog = None
+        self._stopping = False
+
+    # -- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        for sub in ("jobs", "incoming", "cache"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        if not self.server_url:
+            from ..coordinator.server import CoordinatorServer
+
+            db = self.options.embedded_db or str(self.data_dir / "coordinator.sqlite3")
+            self.embedded = CoordinatorServer(
+                self.options.embedded_host, self.options.embedded_port, db,
+                heartbeat_interval=self.options.heartbeat_interval, heartbeat_timeout=self.options.heartbeat_timeout,
+            )
+            await self.embedded.start()
+            self.server_url = self.embedded.url
+            log.info("no coordinator configured: started an embedded one at %s", self.server_url)
+        if not self.room_id or not self.token:
+            self.room_id, self.token, _ = await create_room(self.server_url)
+            log.info("created room %s", self.room_id)
+        self.secret = secrets.lookup_secret(self.room_id, explicit=self.options.room_secret)
+        if self.secret is None:
+            log.warning("no room secret configured: accepting any client of room %s (legacy mode); set one with `sleap-rtc room create-secret --room %s --save`", self.room_id, self.room_id)
+        self.capabilities = await asyncio.to_thread(capabilities)
+        self.coordinator = CoordinatorClient(
+            self.server_url, room_id=self.room_id, token=self.token, role="worker",
+            metadata=self._metadata(), status=self.state.status,
+        )
+        self.coordinator.add_relay_handler(self._on_relay)
+        self.state.add_observer(self._on_status_change)
+        await self.coordinator.start()
+        log.info("registered in room %s as %s (%s)", self.room_id, self.coordinator.peer_id, self.capabilities.get("accelerator"))
+        await self._start_service_hooks()
+
+    async def _start_service_hooks(self) -> None:
+        from ..service import sdnotify
+        from ..service.status_server import StatusServer
+
+        if self.options.status_port is not None:
+            self.status_server = StatusServer(self.snapshot, port=self.options.status_port)
+            try:
+                await self.status_server.start()
+            except OSError as exc:
+                log.warning("status endpoint not started (port %s: %s); `sleap-rtc-service status` will not see live state", self.options.status_port, exc.strerror)
+                self.status_server = None
+        sdnotify.ready(f"registered in room {self.room_id} as {self.peer_id}")
+        self._watchdog = sdnotify.WatchdogPinger(lambda: bool(self.coordinator and self.coordinator.connected))
+        await self._watchdog.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        from ..service import sdnotify
+
+        sdnotify.stopping()
+        if self.job is not None and self.job.engine is not None and self.job.task is not None and not self.job.task.done():
+            log.info("stopping job %s before exit", self.job.job_id)
+            await self.job.engine.cancel(self.options.cancel_grace)
+            await asyncio.gather(self.job.task, return_exceptions=True)
+        for link in list(self._links):
+            await link.close("worker shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watchdog is not None:
+            await self._watchdog.stop()
+        if self.status_server is not None:
+            await self.status_server.stop()
+        if self.coordinator is not None:
+            await self.coordinator.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    @property
+    def peer_id(self) -> str | None:
+        return self.coordinator.peer_id if self.coordinator else None
+
+    def session_string(self) -> str:
+        assert self.room_id and self.token and self.peer_id
+        return SessionString(self.room_id, self.token, self.peer_id, self.server_url).encode()
+
+    def banner(self) -> str:
+        lines = [
+            f"sleap-rtc worker {self.name} is ready ({self.capabilities.get('accelerator', 'cpu')}).",
+            f"  coordinator: {self.server_url}" + ("  (embedded in this worker)" if self.embedded else ""),
+            f"  room id:     {self.room_id}",
+            f"  room token:  {self.token}",
+            f"  worker id:   {self.peer_id}",
+            "",
+            "Connect a client to this worker with:",
+            f"  sleap-rtc client-train --session-string {self.session_string()} --pkg-path PACKAGE",
+            "Or join more workers/clients to the room with --room-id and --token.",
+        ]
+        if self.secret is None:
+            lines.append("No room secret set: any client with the room token may use this worker.")
+        return "\n".join(lines)
+
+    def _metadata(self) -> dict[str, Any]:
+        return {**self.capabilities, "name": self.name, "labels": self.options.labels, "version": __version__}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live state for the local status endpoint (``sleap-rtc-service status``)."""
+        job = self.job
+        return {
+            "coordinator": {"connected": bool(self.coordinator and self.coordinator.connected), "url": self.server_url},
+            "room_id": self.room_id,
+            "peer_id": self.peer_id,
+            "name": self.name,
+            "status": self.state.status,
+            "job": None if job is None else {"id": job.job_id, "kind": job.kind, "state": job.state, "progress": job.last_progress, "started_at": job.started_at},
+            "gpus": self.capabilities.get("gpus", []) if hasattr(self, "capabilities") else [],
+            "accelerator": self.capabilities.get("accelerator") if hasattr(self, "capabilities") else None,
+            "outbox": [entry for entry in self.outbox.list()],
+            "last_error": self.last_error,
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+        }
+
+    def _on_status_change(self, status: str) -> None:
+        if self.coordinator is not None and not self._stopping:
+            self._spawn(self.coordinator.update(status=status))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.last_error = str(exc)
+            log.error("background task failed: %s", exc, exc_info=exc)
+
+    # -- offers -----------------------------------------------------------------
+    def _on_relay(self, relay: Relay) -> None:
+        if relay.kind == "offer" and relay.source:
+            self._spawn(self._handle_offer(relay))
+
+    async def _reject(self, client: str, code: str, message: str) -> None:
+        log.info("rejected offer from %s: %s", client, message)
+        assert self.coordinator is not None
+        await self.coordinator.relay(client, "reject", {"code": code, "message": message})
+
+    async def _handle_offer(self, relay: Relay) -> None:
+        assert self.coordinator is not None and relay.source
+        client = relay.source
+        payload = relay.payload
+        intent = payload.get("intent", "submit")
+        job_id = payload.get("job_id")
+        offer = payload.get("offer")
+        if not isinstance(offer, dict) or intent not in ("submit", "attach") or not isinstance(job_id, str) or not job_id:
+            await self._reject(client, "bad_offer", "malformed offer; upgrade the client (sleap-rtc-plugin) to match this worker")
+            return
+        reserved = False
+        if intent == "submit":
+            try:
+                self.state.reserve(client, job_id)
+                reserved = True
+            except WorkerBusy as exc:
+                await self._reject(client, "busy", str(exc))
+                return
+        elif job_id not in self.jobs and self.outbox.get(job_id) is None:
+            await self._reject(client, "unknown_job", f"worker {self.name} has no job {job_id} (results already fetched, or it ran elsewhere)")
+            return
+        try:
+            answer, link_task = await accept(
+                offer, ice_servers=self.options.ice_servers, role="worker", peer_id=self.peer_id or "",
+                allow_loopback=self.options.ice_loopback,
+            )
+            await self.coordinator.relay(client, "answer", answer)
+            link = await link_task
+        except (PeerLinkError, ValueError, OSError) as exc:
+            log.warning("connection with %s failed: %s", client, exc)
+            if reserved:
+                self.state.release(job_id)
+            return
+        self._links.add(link)
+        try:
+            await self._serve(link, client, intent, job_id)
+        finally:
+            self._links.discard(link)
+            if reserved and self.state.status == "reserved" and self.state.job_id == job_id:
+                log.info("client %s left before submitting job %s; available again", client, job_id)
+                self.state.release(job_id)
+            if not link.closed.is_set():
+                await link.close("session over")
+
+    # -- one authenticated link ---------------------------------------------------
+    async def _serve(self, link: PeerLink, client: str, intent: str, job_id: str) -> None:
+        try:
+            await link.authenticate(self.secret)
+        except AuthError as exc:
+            self.last_error = f"client {client} failed authentication: {exc}"
+            return
+        incoming = self.data_dir / "incoming" / job_id
+        link.accept_files(incoming, cache_dir=self.data_dir / "cache", max_size=self.options.max_file_bytes)
+        if intent == "attach":
+            await self._attach(link, job_id)
+        while not link.closed.is_set():
+            try:
+                msg = await link.recv()
+            except PeerLinkError:
+                break
+            if isinstance(msg, JobSubmit):
+                await self._submit(link, client, msg, incoming)
+            elif isinstance(msg, Attach):
+                await self._attach(link, msg.job_id)
+            elif isinstance(msg, Control):
+                await self._control(link, msg)
+            elif isinstance(msg, ResultAck):
+                if self.outbox.get(msg.job_id) is not None:
+                    await asyncio.to_thread(self.outbox.ack, msg.job_id)
+                    self.jobs.pop(msg.job_id, None)
+                    log.info("job %s: results acknowledged by %s; outbox entry removed", msg.job_id, client)
+                    shutil.rmtree(self.data_dir / "incoming" / msg.job_id, ignore_errors=True)
+        for job in self.jobs.values():
+            job.followers.discard(link)
+
+    async def _submit(self, link: PeerLink, client: str, msg: JobSubmit, incoming: Path) -> None:
+        if self.state.job_id != msg.job_id or self.state.status != "reserved":
+            await link.send(PeerError(code="not_reserved", message="submit the job on the connection that reserved this worker", job_id=msg.job_id))
+            return
+        try:
+            received = await link.receive_file(timeout=10)
+        except (PeerLinkError, asyncio.TimeoutError, TimeoutError):
+            await link.send(PeerError(code="no_package", message="the package did not arrive before job_submit; send it first", job_id=msg.job_id))
+            return
+        if received.sha256 != msg.package_sha256:
+            await link.send(PeerError(code="package_mismatch", message="the received package does not match the announced hash; submit again", job_id=msg.job_id))
+            return
+        job_dir = self.data_dir / "jobs" / msg.job_id
+        engine = JobEngine(Path(received.path), job_dir, kind=msg.kind, options=msg.options, cancel_grace=self.options.cancel_grace)
+        try:
+            await engine.prepare()
+        except JobFailedError as exc:
+            self.state.release(msg.job_id)
+            await link.send(JobStatus(job_id=msg.job_id, state="failed", message=str(exc)))
+            return
+        job = _Job(msg.job_id, msg.kind, client, engine=engine, followers={link})
+        self.jobs[msg.job_id] = job
+        self.job = job
+        self.state.start(msg.job_id)
+        await link.send(JobStatus(job_id=msg.job_id, state="running", message=f"{msg.kind} job started on {self.name}"))
+        job.task = self._spawn(self._run(job))
+
+    async def _broadcast(self, job: _Job, msg) -> None:
+        for follower in list(job.followers):
+            if follower.closed.is_set():
+                job.followers.discard(follower)
+                continue
+            try:
+                await follower.send(msg)
+            except PeerLinkError:
+                job.followers.discard(follower)
+
+    async def _run(self, job: _Job) -> None:
+        assert job.engine is not None
+        log.info("job %s (%s) running for %s", job.job_id, job.kind, job.client_id)
+
+        async def on_event(event: dict[str, Any]) -> None:
+            if "line" in event and len(event) == 1:
+                await self._broadcast(job, Log(job_id=job.job_id, line=event["line"]))
+                return
+            job.last_progress = event
+            await self._broadcast(job, Progress(job_id=job.job_id, event=event))
+
+        try:
+            files = await job.engine.run(on_event)
+            entry = await asyncio.to_thread(self.outbox.put, job.job_id, job.kind, files)
+            job.state = "succeeded"
+            log.info("job %s succeeded; %d result file(s) in the outbox", job.job_id, len(files))
+        except JobFailedError as exc:
+            job.state = "cancelled" if exc.cancelled else "failed"
+            job.message = str(exc)
+            self.last_error = f"job {job.job_id}: {exc}"
+            log.error("job %s %s: %s", job.job_id, job.state, exc)
+            entry = None
+        finally:
+            self.state.finish(job.job_id)
+            if self.job is job:
+                self.job = None
+        if entry is None:
+            await self._broadcast(job, JobStatus(job_id=job.job_id, state=job.state, message=job.message))  # type: ignore[arg-type]
+            self.jobs.pop(job.job_id, None)
+            return
+        await self._broadcast(job, JobStatus(job_id=job.job_id, state="succeeded", message=f"{job.kind} job finished"))
+        for follower in list(job.followers):
+            self._spawn(self._send_results(follower, job.job_id))
+
+    async def _send_results(self, link: PeerLink, job_id: str) -> None:
+        entry = self.outbox.get(job_id)
+        if entry is None:
+            return
+        files = [ResultFile(name=f.name, size=f.size, sha256=f.sha256, role=f.role) for f in entry.files]
+        try:
+            await link.send(JobResult(job_id=job_id, files=files))
+            for f in entry.files:
+                await link.send_file(self.outbox.path_of(job_id, f.name), name=f.name)
+        except PeerLinkError as exc:
+            log.warning("job %s: sending results failed (%s); they stay in the outbox for --attach", job_id, exc)
+
+    async def _attach(self, link: PeerLink, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.task is not None and not job.task.done():
+            job.followers.add(link)
+            await link.send(JobStatus(job_id=job_id, state="running", message="attached to running job", detail={"progress": job.last_progress}))
+            log.info("client attached to running job %s", job_id)
+            return
+        if self.outbox.get(job_id) is not None:
+            await link.send(JobStatus(job_id=job_id, state="succeeded", message="job finished earlier; sending results"))
+            self._spawn(self._send_results(link, job_id))
+            return
+        await link.send(PeerError(code="unknown_job", message=f"worker {self.name} has no job {job_id}", job_id=job_id))
+
+    async def _control(self, link: PeerLink, msg: Control) -> None:
+        job = self.jobs.get(msg.job_id)
+        if job is None or job.engine is None or job.task is None or job.task.done():
+            await link.send(PeerError(code="unknown_job", message=f"no running job {msg.job_id} on this worker", job_id=msg.job_id))
+            return
+        if msg.command == "stop":
+            log.info("job %s: stop early requested", msg.job_id)
+            job.state = "stopping"
+            await job.engine.stop_early()
+        else:
+            log.info("job %s: cancel requested", msg.job_id)
+            await job.engine.cancel(self.options.cancel_grace)

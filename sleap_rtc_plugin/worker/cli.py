@@ -1,0 +1,74 @@
+"""``sleap-rtc worker``: run a worker, creating a room or an embedded coordinator when needed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def parse_labels(items: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--label {item!r} must look like key=value (e.g. --label gpu=a100)")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    conn = parser.add_argument_group("coordinator and room")
+    conn.add_argument("--server", metavar="URL", help="coordinator websocket URL (default: signaling_ws from config; unset = start an embedded coordinator)")
+    conn.add_argument("--room-id", metavar="ID", help="room to join (default: create a new room)")
+    conn.add_argument("--token", metavar="TOKEN", help="room token (or SLEAP_RTC_TOKEN)")
+    conn.add_argument("--room-secret", metavar="SECRET", help="room secret clients must prove they know (or SLEAP_RTC_ROOM_SECRET_<ROOM_ID>)")
+    conn.add_argument("--host", metavar="ADDR", help="address an embedded coordinator binds (default 127.0.0.1)")
+    conn.add_argument("--port", type=int, metavar="PORT", help="port an embedded coordinator binds (default 8765)")
+    me = parser.add_argument_group("this worker")
+    me.add_argument("--name", metavar="NAME", help="display name (default: hostname)")
+    me.add_argument("--label", action="append", metavar="KEY=VALUE", help="label for discovery filters; repeatable")
+    me.add_argument("--data-dir", metavar="DIR", help="jobs, outbox and transfer cache (default: user data dir)")
+    me.add_argument("--status-port", type=int, metavar="PORT", help="loopback status endpoint port (default 8766; 0 = any free port)")
+
+
+async def run(args: argparse.Namespace) -> int:
+    from .agent import Worker, WorkerOptions
+
+    settings = args.settings.with_overrides(
+        signaling_ws=args.server,
+        room_id=args.room_id,
+        token=args.token,
+        server__host=args.host,
+        server__port=args.port,
+        worker__name=args.name,
+        worker__data_dir=args.data_dir,
+        worker__status_port=args.status_port,
+    )
+    labels = {**settings["worker.labels"], **parse_labels(args.label)}
+    options = WorkerOptions.from_settings(settings, labels=labels, room_secret=args.room_secret)
+    worker = Worker(options)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: Ctrl-C arrives as KeyboardInterrupt
+            pass
+    await worker.start()
+    print(worker.banner(), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down (a running job is stopped cleanly first)")
+        await worker.stop()
+    return 0
+
+
+__all__ = ["add_arguments", "parse_labels", "run"]

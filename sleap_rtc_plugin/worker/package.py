@@ -1,0 +1,346 @@
+"""Open, check and unpack a job package into a job directory.
+
+A package comes from a remote client, so every entry name and size is checked
+before a byte is written: no absolute paths, drive letters, backslashes, ``..``
+or symlinks (zip-slip), a cap on the entry count and on the total unpacked size
+(zip bomb), and the declared sizes are enforced while copying, because a zip
+header can lie about them. The result is a :class:`JobSpec` saying what to run
+and in which order.
+
+Accepted inputs:
+
+* SLEAP 1.6's "Export training job package" zip: ``<stem>.pkg.slp``, one
+  ``<head>.yaml`` per model, ``train-script.sh``, ``jobs.yaml``.
+* An inference zip made by :func:`sleap_rtc_plugin.sample_data.make_inference_package`
+  (or by the client): ``jobs.yaml`` with inference entries and ``models/<run>/``.
+* A bare ``.pkg.slp`` plus one or more config yamls (:func:`open_files`).
+
+All functions here block on disk; call them via ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Sequence
+
+import yaml
+
+
+class PackageError(ValueError):
+    """A package that cannot be run; the message is one actionable line."""
+
+
+#: Training order of heads: a top-down pipeline trains its centroid model first.
+HEAD_ORDER = {
+    "centroid": 0,
+    "single_instance": 1,
+    "bottomup": 1,
+    "multi_class_bottomup": 1,
+    "centered_instance": 2,
+    "multi_class_topdown": 2,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep a hostile package from filling the disk."""
+
+    max_entries: int = 10_000
+    max_total_bytes: int = 50 * 1024**3
+    max_entry_bytes: int = 50 * 1024**3
+
+
+@dataclass
+class ModelSpec:
+    """One model to train: its config file, head type and planned run name."""
+
+    head: str
+    config_path: Path
+    run_name: str
+    max_epochs: int | None = None
+
+
+@dataclass
+class InferenceSpec:
+    """One inference run: data, model folders and the output file name."""
+
+    data_path: Path
+    model_paths: list[Path]
+    output_name: str
+    command: str = "track"
+    device: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+    only_suggested_frames: bool = False
+
+
+@dataclass
+class JobSpec:
+    """What a package asks for, with every path inside ``root``."""
+
+    root: Path
+    labels_path: Path | None
+    models: list[ModelSpec]
+    inference: list[InferenceSpec]
+
+    @property
+    def kind(self) -> str:
+        """``"train"`` when there are models to train, else ``"track"``."""
+        return "train" if self.models else "track"
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_entry_name(name: str) -> PurePosixPath:
+    """Return the entry's relative path, or raise if it could escape the job dir."""
+    if not name or "\x00" in name:
+        raise PackageError(f"package entry {name!r} has an empty or NUL name")
+    if "\\" in name:
+        raise PackageError(f"package entry {name!r} contains a backslash; only '/' separators are allowed")
+    if name.startswith("/") or _DRIVE.match(name):
+        raise PackageError(f"package entry {name!r} is an absolute path")
+    parts = PurePosixPath(name).parts
+    if any(part == ".." for part in parts):
+        raise PackageError(f"package entry {name!r} points outside the package ('..')")
+    return PurePosixPath(*[p for p in parts if p != "."])
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def check_zip(zf: zipfile.ZipFile, limits: Limits = Limits()) -> list[zipfile.ZipInfo]:
+    """Validate every entry of an open zip; return the file entries."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise PackageError(f"package has {len(infos)} entries; the limit is {limits.max_entries}")
+    total = 0
+    files = []
+    seen: set[PurePosixPath] = set()
+    for info in infos:
+        rel = check_entry_name(info.filename)
+        if _is_symlink(info):
+            raise PackageError(f"package entry {info.filename!r} is a symlink; symlinks are not allowed")
+        if info.is_dir():
+            continue
+        if rel in seen:
+            raise PackageError(f"package entry {info.filename!r} appears twice")
+        seen.add(rel)
+        if info.file_size > limits.max_entry_bytes:
+            raise PackageError(
+                f"package entry {info.filename!r} unpacks to {info.file_size} bytes; the limit is {limits.max_entry_bytes}"
+            )
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise PackageError(
+                f"package unpacks to more than {limits.max_total_bytes} bytes (zip bomb guard)"
+            )
+        files.append(info)
+    return files
+
+
+def _extract(zf: zipfile.ZipFile, files: Sequence[zipfile.ZipInfo], dest: Path) -> None:
+    dest_resolved = dest.resolve()
+    for info in files:
+        target = dest / check_entry_name(info.filename)
+        if not target.resolve().is_relative_to(dest_resolved):
+            raise PackageError(f"package entry {info.filename!r} resolves outside the job dir")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with zf.open(info) as src, open(target, "wb") as out:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > info.file_size:
+                    raise PackageError(
+                        f"package entry {info.filename!r} unpacks past its declared size (zip bomb guard)"
+                    )
+                out.write(chunk)
+
+
+def _load_yaml(path: Path, what: str) -> Any:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PackageError(f"cannot read {what} {path.name}: {first}") from None
+
+
+def head_of(config: Any, name: str) -> str:
+    """The single head type a sleap-nn config trains, e.g. ``centroid``."""
+    heads = None
+    if isinstance(config, dict):
+        heads = (config.get("model_config") or {}).get("head_configs")
+    if not isinstance(heads, dict):
+        raise PackageError(f"config {name} has no model_config.head_configs; is it a sleap-nn training config?")
+    active = [k for k, v in heads.items() if v is not None]
+    if len(active) != 1:
+        raise PackageError(f"config {name} must set exactly one head in model_config.head_configs, found {active or 'none'}")
+    return active[0]
+
+
+def _inside(root: Path, rel: Any, what: str) -> Path:
+    if not isinstance(rel, str) or not rel:
+        raise PackageError(f"jobs.yaml: {what} must be a path inside the package, got {rel!r}")
+    path = root / check_entry_name(rel)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise PackageError(f"jobs.yaml: {what} {rel!r} points outside the package")
+    return path
+
+
+def _model_spec(root: Path, cfg_path: Path, run_name: str | None) -> ModelSpec:
+    if not cfg_path.is_file():
+        raise PackageError(f"package has no {cfg_path.name} (named in jobs.yaml)")
+    config = _load_yaml(cfg_path, "config")
+    head = head_of(config, cfg_path.name)
+    trainer = config.get("trainer_config") or {}
+    if not run_name:
+        run_name = trainer.get("run_name") or head
+    epochs = trainer.get("max_epochs")
+    return ModelSpec(
+        head=head,
+        config_path=cfg_path,
+        run_name=str(run_name),
+        max_epochs=int(epochs) if isinstance(epochs, int) else None,
+    )
+
+
+def training_order(models: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """Stable sort so a centroid model trains before its centered-instance model."""
+    return sorted(models, key=lambda m: HEAD_ORDER.get(m.head, 1))
+
+
+def _find_labels(root: Path) -> Path | None:
+    found = sorted(root.glob("*.pkg.slp")) or sorted(root.glob("*.slp"))
+    return found[0] if found else None
+
+
+def parse_job_dir(root: Path) -> JobSpec:
+    """Build a :class:`JobSpec` from an unpacked package in ``root``."""
+    jobs_path = root / "jobs.yaml"
+    models: list[ModelSpec] = []
+    inference: list[InferenceSpec] = []
+    labels = _find_labels(root)
+    if jobs_path.is_file():
+        jobs = _load_yaml(jobs_path, "jobs file")
+        if not isinstance(jobs, dict):
+            raise PackageError("jobs.yaml must be a mapping with 'training' and/or 'inference' lists")
+        for i, job in enumerate(jobs.get("training") or []):
+            if not isinstance(job, dict) or "cfg" not in job:
+                raise PackageError(f"jobs.yaml: training entry {i} has no 'cfg'")
+            cfg = _inside(root, job["cfg"], f"training[{i}].cfg")
+            run_path = job.get("run_path")
+            run_name = PurePosixPath(str(run_path).replace("\\", "/")).name if run_path else None
+            spec = _model_spec(root, cfg, run_name)
+            train_labels = job.get("train_labels")
+            if train_labels:
+                labels = _inside(root, train_labels, f"training[{i}].train_labels")
+                if not labels.is_file():
+                    raise PackageError(f"package has no {train_labels} (the training labels named in jobs.yaml)")
+            models.append(spec)
+        for i, job in enumerate(jobs.get("inference") or []):
+            if not isinstance(job, dict):
+                raise PackageError(f"jobs.yaml: inference entry {i} must be a mapping")
+            data = _inside(root, job.get("data_path"), f"inference[{i}].data_path")
+            model_paths = [_inside(root, m, f"inference[{i}].models") for m in job.get("models") or []]
+            if not models:
+                if not model_paths:
+                    raise PackageError(f"jobs.yaml: inference entry {i} lists no models")
+                for m in model_paths:
+                    if not (m / "best.ckpt").is_file():
+                        raise PackageError(f"package has no trained model at {m.relative_to(root)} (best.ckpt missing)")
+            if not data.is_file():
+                raise PackageError(f"package has no {data.name} (the data to predict on)")
+            command = job.get("command", "track")
+            if command not in ("track", "predict"):
+                raise PackageError(f"jobs.yaml: inference[{i}].command must be 'track' or 'predict', got {command!r}")
+            extra = job.get("extra_args") or []
+            if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
+                raise PackageError(f"jobs.yaml: inference[{i}].extra_args must be a list of strings")
+            output = PurePosixPath(str(job.get("output_path") or f"{data.name}.predictions.slp")).name
+            inference.append(
+                InferenceSpec(
+                    data_path=data,
+                    model_paths=model_paths,
+                    output_name=output,
+                    command=command,
+                    device=job.get("device"),
+                    extra_args=list(extra),
+                    only_suggested_frames=bool(job.get("only_suggested_frames", False)),
+                )
+            )
+    else:
+        for cfg in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
+            config = _load_yaml(cfg, "config")
+            if isinstance(config, dict) and "model_config" in config:
+                models.append(_model_spec(root, cfg, None))
+        if not models:
+            raise PackageError("package has no jobs.yaml and no sleap-nn training config (.yaml)")
+    if models and labels is None:
+        raise PackageError("package has no .pkg.slp labels file")
+    if not models and not inference:
+        raise PackageError("jobs.yaml lists no training and no inference jobs")
+    return JobSpec(root=root, labels_path=labels, models=training_order(models), inference=inference)
+
+
+def open_package(path: str | Path, job_dir: str | Path, *, limits: Limits = Limits()) -> JobSpec:
+    """Validate the zip at ``path``, unpack it into ``job_dir`` and parse it.
+
+    ``job_dir`` must be empty or absent. On any error nothing runnable is left:
+    the caller can delete ``job_dir``.
+    """
+    path, job_dir = Path(path), Path(job_dir)
+    if path.name.endswith(".slp"):
+        raise PackageError(f"{path.name} is a labels file, not a package; send it with its config yaml (open_files)")
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise PackageError(f"package {path} does not exist") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PackageError(f"package {path.name} is not a valid zip file ({exc})") from None
+    with zf:
+        files = check_zip(zf, limits)
+        if not files:
+            raise PackageError(f"package {path.name} is empty")
+        job_dir.mkdir(parents=True, exist_ok=True)
+        if any(job_dir.iterdir()):
+            raise PackageError(f"job dir {job_dir} is not empty")
+        try:
+            _extract(zf, files, job_dir)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+            raise PackageError(f"package {path.name} is corrupt: {exc}") from None
+    return parse_job_dir(job_dir)
+
+
+def open_files(labels: str | Path, configs: Sequence[str | Path], job_dir: str | Path) -> JobSpec:
+    """Build a training job from a bare ``.pkg.slp`` and its config yaml(s).
+
+    The files are copied into ``job_dir`` so the job owns everything it reads,
+    and each config's ``train_labels_path`` is pointed at the copied labels.
+    """
+    labels, job_dir = Path(labels), Path(job_dir)
+    if not labels.is_file():
+        raise PackageError(f"labels file {labels} does not exist")
+    if not labels.name.endswith(".slp"):
+        raise PackageError(f"{labels.name} is not a .slp labels file")
+    if not configs:
+        raise PackageError("no config yaml given; a training job needs at least one")
+    job_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(labels, job_dir / labels.name)
+    models = []
+    for cfg in map(Path, configs):
+        if not cfg.is_file():
+            raise PackageError(f"config {cfg} does not exist")
+        config = _load_yaml(cfg, "config")
+        head_of(config, cfg.name)
+        config.setdefault("data_config", {})["train_labels_path"] = [labels.name]
+        target = job_dir / cfg.name
+        with open(target, "w", encoding="utf-8") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        models.append(_model_spec(job_dir, target, None))
+    return JobSpec(root=job_dir, labels_path=job_dir / labels.name, models=training_order(models), inference=[])

@@ -1,0 +1,537 @@
+"""Run real ``sleap-nn`` training and inference as subprocesses, asynchronously.
+
+Why subprocesses: training must be stoppable (Stop Early keeps ``best.ckpt``)
+and killable (cancel) without taking the worker service down, and a crash in
+torch must cost one job, not the worker.
+
+Progress comes the way SLEAP's own LossViewer gets it: the runner **binds** a
+SUB socket (sleap-nn's ``publish_port``) and a PUB socket (its
+``controller_port``) on 127.0.0.1 ports the OS picks, and sleap-nn connects to
+both. Stop Early is ``{"command": "stop"}`` on the controller socket.
+
+Every process starts in its own session (process group) so cancel can signal
+the whole tree: SIGTERM, a grace period, then SIGKILL. The interpreter runs
+with ``-P`` / ``PYTHONSAFEPATH`` so a file in the job dir (which came from a
+remote client) can never shadow a module such as ``torch``.
+
+Events are plain dicts handed to ``on_event`` as they happen:
+
+* ``{"kind": "progress", "model", "model_index", "n_models", "what", "event", "logs", ...}``
+  — sleap-nn's own ZMQ message (``train_begin``, ``epoch_begin``, ``batch_end``,
+  ``epoch_end``, ``train_end``) with the model it belongs to; ``batch_start`` is dropped.
+* ``{"kind": "log", "stream": "stdout"|"stderr", "line", "model"}``
+* ``{"kind": "job", "event": "model_begin"|"model_end", "model", "model_index", "n_models", "run_dir"}``
+* ``{"kind": "inference_progress", "n_processed", "n_total", "rate", "eta"}``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from sleap_rtc_plugin.worker.package import InferenceSpec, JobSpec, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+EventCallback = Callable[[dict], Any]
+
+_CKPT_DIR_LINE = re.compile(r"Setting up model ckpt dir: `(.+)`")
+_TAIL_LINES = 40
+
+
+class JobFailed(RuntimeError):
+    """sleap-nn exited non-zero (or produced nothing); ``tail`` has its last stderr lines."""
+
+    def __init__(self, message: str, tail: Sequence[str] = ()):
+        super().__init__(message)
+        self.tail = list(tail)
+
+
+class JobCancelled(JobFailed):
+    """The job was cancelled and its process group is gone."""
+
+
+@dataclass
+class TrainingResult:
+    job_id: str
+    run_dirs: list[Path]
+    stopped_early: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+@dataclass
+class InferenceResult:
+    job_id: str
+    predictions: list[Path]
+    duration_s: float = 0.0
+
+
+def hydra_value(value: str) -> str:
+    """Quote ``value`` for a Hydra override so spaces, ``=`` and commas survive.
+
+    Hydra re-parses override values; a path like ``/data/my runs/x.n=20`` must be
+    quoted, and ``${`` escaped so OmegaConf does not treat it as interpolation.
+    """
+    value = value.replace("${", "\\${")
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise JobFailed(f"path {value!r} contains both quote characters; rename it")
+
+
+def sleap_nn_argv(python: str, *args: str) -> list[str]:
+    """``python -P -m sleap_nn.cli ARGS``: the module form works in any venv layout
+    and keeps ``__main__.__spec__`` set, which sleap-nn needs for multi-GPU respawn."""
+    return [python, "-P", "-m", "sleap_nn.cli", *args]
+
+
+def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONSAFEPATH": "1",
+            "PYTHONUNBUFFERED": "1",
+            "NO_COLOR": "1",
+            "TERM": "dumb",
+            "WANDB_MODE": env.get("WANDB_MODE", "disabled"),
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+class _Job:
+    """Process handling shared by training and inference."""
+
+    def __init__(
+        self,
+        job_id: str,
+        *,
+        on_event: EventCallback | None = None,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+        stream_timeout: float = 5.0,
+    ):
+        self.job_id = job_id
+        self._on_event = on_event
+        self._python = python or sys.executable
+        self._env = _child_env(env)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._cancelled = False
+        self._stream_timeout = stream_timeout
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self._stdout_tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self._done = asyncio.Event()
+        self._done.set()
+
+    @property
+    def pid(self) -> int | None:
+        """Pid (and process-group id) of the running sleap-nn process, if any."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    @property
+    def running(self) -> bool:
+        """True while a sleap-nn process of this job exists."""
+        return self._proc is not None and self._proc.returncode is None
+
+    def _emit(self, event: dict) -> None:
+        if self._on_event is None:
+            return
+        try:
+            result = self._on_event(event)
+            if asyncio.iscoroutine(result):
+                asyncio.ensure_future(result)
+        except Exception:
+            logger.exception("job %s: event callback failed", self.job_id)
+
+    async def _pump(self, stream: asyncio.StreamReader, name: str, model: str | None, handle_line) -> None:
+        """Split a pipe into lines on ``\\n`` or ``\\r`` without a line-length limit."""
+        buf = b""
+        while True:
+            chunk = await stream.read(65536)
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = re.split(rb"\r\n|\r|\n", buf)
+            if len(buf) > 1 << 20:
+                lines.append(buf)
+                buf = b""
+            for raw in lines:
+                self._line(raw, name, model, handle_line)
+        if buf:
+            self._line(buf, name, model, handle_line)
+
+    def _line(self, raw: bytes, name: str, model: str | None, handle_line) -> None:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if not line:
+            return
+        (self._stderr_tail if name == "stderr" else self._stdout_tail).append(line)
+        if handle_line is not None and handle_line(line, name):
+            return
+        self._emit({"kind": "log", "stream": name, "line": line, "model": model})
+
+    async def _spawn_and_wait(self, argv: list[str], *, cwd: Path, model: str | None, handle_line=None) -> int:
+        if self._cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+        self._stderr_tail.clear()
+        self._stdout_tail.clear()
+        logger.info("job %s: starting %s", self.job_id, " ".join(argv[2:5]))
+        self._done.clear()
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=str(cwd),
+            env=self._env,
+            start_new_session=os.name != "nt",
+        )
+        proc = self._proc
+        logger.info("job %s: sleap-nn pid %d", self.job_id, proc.pid)
+        pumps = [
+            asyncio.create_task(self._pump(proc.stdout, "stdout", model, handle_line)),
+            asyncio.create_task(self._pump(proc.stderr, "stderr", model, handle_line)),
+        ]
+        try:
+            rc = await proc.wait()
+            # A grandchild that inherited the pipes can keep them open; don't hang on it.
+            done, pending = await asyncio.wait(pumps, timeout=self._stream_timeout)
+            for task in pending:
+                task.cancel()
+            logger.info("job %s: sleap-nn pid %d exited with %d", self.job_id, proc.pid, rc)
+            return rc
+        except BaseException:
+            for task in pumps:
+                task.cancel()
+            await asyncio.shield(self._kill_group(grace=2.0))
+            raise
+        finally:
+            self._done.set()
+
+    def _signal_group(self, sig: int) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            if os.name == "nt":
+                proc.kill() if sig == getattr(signal, "SIGKILL", None) else proc.terminate()
+            else:
+                os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    async def _kill_group(self, grace: float) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except asyncio.TimeoutError:
+                logger.warning("job %s: pid %d ignored SIGTERM for %.0fs; sending SIGKILL", self.job_id, proc.pid, grace)
+        # Kill whatever is left of the group (data loader workers, DDP children).
+        self._signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
+        if proc.returncode is None:
+            await proc.wait()
+
+    async def cancel(self, grace: float = 10.0) -> None:
+        """Stop the job now: SIGTERM the process group, wait ``grace`` s, then SIGKILL.
+
+        Returns once the process has exited; ``run()`` then raises :class:`JobCancelled`.
+        """
+        self._cancelled = True
+        logger.info("job %s: cancel requested", self.job_id)
+        await self._kill_group(grace)
+        await self._done.wait()
+
+    def _failure(self, what: str, rc: int) -> JobFailed:
+        tail = list(self._stderr_tail) or list(self._stdout_tail)
+        reason = next((line.strip() for line in reversed(tail) if line.strip()), "no output")
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
+        return JobFailed(f"{what} exited with code {rc}: {reason}", tail)
+
+
+class TrainingJob(_Job):
+    """Train each model of a :class:`JobSpec` in order with ``sleap-nn train``.
+
+    ``overrides`` are extra Hydra ``key=value`` overrides applied to every model
+    (e.g. ``trainer_config.trainer_accelerator=gpu``); they are passed with ``++``
+    so keys absent from the yaml are added rather than rejected.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        *,
+        on_event: EventCallback | None = None,
+        python: str | None = None,
+        overrides: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        output_dir: str | Path | None = None,
+    ):
+        super().__init__(job_id, on_event=on_event, python=python, env=env)
+        if not spec.models:
+            raise ValueError("TrainingJob needs a spec with at least one model")
+        self.spec = spec
+        self.output_dir = Path(output_dir) if output_dir else spec.root / "models"
+        self._overrides = list(overrides)
+        self._stop_requested = False
+        self._stop_sent_at = 0.0
+        self._ctl_socket = None
+        self.current_model: ModelSpec | None = None
+        self.model_index = 0
+        self.epoch: int | None = None
+        self.last_logs: dict = {}
+
+    def describe(self) -> str:
+        """Short progress text for status and busy messages, e.g. ``centroid 1/2, epoch 3/10``."""
+        if self.current_model is None:
+            return "starting"
+        n = len(self.spec.models)
+        text = f"{self.current_model.head}" + (f" {self.model_index + 1}/{n}" if n > 1 else "")
+        if self.epoch is not None:
+            total = self.current_model.max_epochs
+            text += f", epoch {self.epoch + 1}" + (f"/{total}" if total else "")
+        return text
+
+    async def stop_early(self) -> None:
+        """Ask sleap-nn to end the current model's training after this batch.
+
+        It saves nothing new but keeps ``best.ckpt`` and exits 0, as in SLEAP's
+        loss viewer. The request is re-sent on later batches until training
+        ends, in case sleap-nn had not connected its controller socket yet.
+        """
+        self._stop_requested = True
+        logger.info("job %s: stop early requested (%s)", self.job_id, self.describe())
+        await self._send_stop()
+
+    async def _send_stop(self) -> None:
+        if self._ctl_socket is None:
+            return
+        self._stop_sent_at = time.monotonic()
+        await self._ctl_socket.send_string(json.dumps({"command": "stop"}))
+
+    def _argv(self, model: ModelSpec, publish_port: int, controller_port: int) -> list[str]:
+        cfg = model.config_path
+        labels = self.spec.labels_path
+        overrides = [
+            f"++trainer_config.ckpt_dir={hydra_value(self.output_dir.resolve().as_posix())}",
+            f"++trainer_config.run_name={hydra_value(model.run_name)}",
+            f"++trainer_config.save_ckpt=true",
+            f"++trainer_config.zmq.publish_port={publish_port}",
+            f"++trainer_config.zmq.controller_port={controller_port}",
+        ]
+        if labels is not None:
+            overrides.append(f"++data_config.train_labels_path=[{hydra_value(labels.resolve().as_posix())}]")
+        overrides += [o if o.startswith(("+", "~")) else f"++{o}" for o in self._overrides]
+        return sleap_nn_argv(
+            self._python,
+            "train",
+            "--config-name",
+            cfg.stem,
+            "--config-dir",
+            cfg.parent.resolve().as_posix(),
+            *overrides,
+        )
+
+    def _find_run_dir(self, model: ModelSpec, announced: list[str], started: float) -> Path | None:
+        for path in reversed(announced):
+            p = Path(path)
+            if not p.is_absolute():
+                p = self.spec.root / p
+            if (p / "best.ckpt").is_file():
+                return p
+        pattern = re.compile(re.escape(model.run_name) + r"(-\d+)?$")
+        candidates = [
+            d
+            for d in self.output_dir.glob("*")
+            if d.is_dir() and pattern.match(d.name) and (d / "best.ckpt").is_file() and d.stat().st_mtime >= started - 1
+        ]
+        return max(candidates, key=lambda d: d.stat().st_mtime) if candidates else None
+
+    async def run(self) -> TrainingResult:
+        """Train every model; return the real run dirs (sleap-nn may add ``-1``)."""
+        import zmq
+        import zmq.asyncio
+
+        t0 = time.monotonic()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        ctx = zmq.asyncio.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt_string(zmq.SUBSCRIBE, "")
+        pub = ctx.socket(zmq.PUB)
+        publish_port = sub.bind_to_random_port("tcp://127.0.0.1")
+        controller_port = pub.bind_to_random_port("tcp://127.0.0.1")
+        self._ctl_socket = pub
+        run_dirs: list[Path] = []
+        stopped: list[str] = []
+        n_models = len(self.spec.models)
+        try:
+            for index, model in enumerate(self.spec.models):
+                self.current_model, self.model_index, self.epoch = model, index, None
+                self._stop_requested = False
+                self._emit({"kind": "job", "event": "model_begin", "model": model.head, "model_index": index, "n_models": n_models, "run_dir": None})
+                announced: list[str] = []
+
+                def on_line(line: str, stream: str, _announced=announced) -> bool:
+                    m = _CKPT_DIR_LINE.search(line)
+                    if m:
+                        _announced.append(m.group(1))
+                    return False
+
+                started = time.time()
+                receiver = asyncio.create_task(self._receive(sub, model, index, n_models))
+                try:
+                    rc = await self._spawn_and_wait(
+                        self._argv(model, publish_port, controller_port), cwd=self.spec.root, model=model.head, handle_line=on_line
+                    )
+                    # Messages sent just before exit may still be in flight.
+                    await self._drain(sub, model, index, n_models)
+                finally:
+                    receiver.cancel()
+                    await asyncio.gather(receiver, return_exceptions=True)
+                if self._cancelled:
+                    raise JobCancelled(f"job {self.job_id} was cancelled during {model.head} training")
+                if rc != 0:
+                    raise self._failure(f"sleap-nn train ({model.head})", rc)
+                run_dir = await asyncio.to_thread(self._find_run_dir, model, announced, started)
+                if run_dir is None:
+                    raise JobFailed(
+                        f"sleap-nn train ({model.head}) exited 0 but wrote no best.ckpt under {self.output_dir}",
+                        list(self._stderr_tail),
+                    )
+                if self._stop_requested:
+                    stopped.append(model.head)
+                run_dirs.append(run_dir)
+                logger.info("job %s: %s trained in %s", self.job_id, model.head, run_dir)
+                self._emit({"kind": "job", "event": "model_end", "model": model.head, "model_index": index, "n_models": n_models, "run_dir": str(run_dir)})
+        finally:
+            self._ctl_socket = None
+            sub.close(linger=0)
+            pub.close(linger=0)
+            ctx.term()
+        return TrainingResult(self.job_id, run_dirs, stopped, time.monotonic() - t0)
+
+    def _handle_message(self, raw: str, model: ModelSpec, index: int, n_models: int) -> None:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            logger.warning("job %s: unreadable progress message %.80r", self.job_id, raw)
+            return
+        if not isinstance(msg, dict) or msg.get("event") == "batch_start":
+            return
+        event = msg.get("event")
+        if event in ("epoch_begin", "epoch_end") and isinstance(msg.get("epoch"), int):
+            self.epoch = msg["epoch"]
+        if event == "epoch_end" and isinstance(msg.get("logs"), dict):
+            self.last_logs = msg["logs"]
+        if event == "epoch_end":
+            logger.info("job %s: %s", self.job_id, self.describe())
+        self._emit({"kind": "progress", "model": model.head, "model_index": index, "n_models": n_models, **msg})
+
+    async def _receive(self, sub, model: ModelSpec, index: int, n_models: int) -> None:
+        while True:
+            raw = await sub.recv_string()
+            self._handle_message(raw, model, index, n_models)
+            if self._stop_requested and time.monotonic() - self._stop_sent_at > 0.5:
+                await self._send_stop()
+
+    async def _drain(self, sub, model: ModelSpec, index: int, n_models: int, quiet: float = 0.3) -> None:
+        import zmq
+
+        while await sub.poll(int(quiet * 1000), zmq.POLLIN):
+            self._handle_message(await sub.recv_string(), model, index, n_models)
+
+
+class InferenceJob(_Job):
+    """Run ``sleap-nn track`` (or ``predict``) ``--gui`` for each inference entry."""
+
+    def __init__(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        *,
+        on_event: EventCallback | None = None,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+        output_dir: str | Path | None = None,
+        model_paths: Sequence[str | Path] | None = None,
+    ):
+        super().__init__(job_id, on_event=on_event, python=python, env=env)
+        if not spec.inference:
+            raise ValueError("InferenceJob needs a spec with at least one inference entry")
+        self.spec = spec
+        self.output_dir = Path(output_dir) if output_dir else spec.root / "predictions"
+        self._model_paths = [Path(p) for p in model_paths] if model_paths else None
+        self.progress: dict = {}
+        self._error: str | None = None
+
+    def describe(self) -> str:
+        if not self.progress:
+            return "starting inference"
+        return f"inference {self.progress.get('n_processed')}/{self.progress.get('n_total')} frames"
+
+    def _argv(self, entry: InferenceSpec, output: Path) -> list[str]:
+        models = self._model_paths or entry.model_paths
+        args = [entry.command, "--gui", "--data_path", entry.data_path.resolve().as_posix()]
+        for m in models:
+            args += ["--model_paths", Path(m).resolve().as_posix()]
+        args += ["-o", output.resolve().as_posix()]
+        if entry.device:
+            args += ["--device", str(entry.device)]
+        if entry.only_suggested_frames:
+            args += ["--only_suggested_frames"]
+        args += entry.extra_args
+        return sleap_nn_argv(self._python, *args)
+
+    def _on_line(self, line: str, stream: str) -> bool:
+        if stream != "stdout" or not line.startswith("{"):
+            return False
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(msg, dict):
+            return False
+        if msg.get("error"):
+            self._error = f"{msg.get('type', 'Error')}: {msg.get('message', '')}"
+            return False
+        if "n_processed" in msg:
+            self.progress = msg
+            self._emit({"kind": "inference_progress", **msg})
+            return True
+        return False
+
+    async def run(self) -> InferenceResult:
+        """Run every inference entry; return the predictions ``.slp`` paths."""
+        t0 = time.monotonic()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        outputs = []
+        for entry in self.spec.inference:
+            output = self.output_dir / entry.output_name
+            rc = await self._spawn_and_wait(self._argv(entry, output), cwd=self.spec.root, model=None, handle_line=self._on_line)
+            if self._cancelled:
+                raise JobCancelled(f"job {self.job_id} was cancelled during inference")
+            if rc != 0:
+                if self._error:
+                    raise JobFailed(f"sleap-nn {entry.command} exited with code {rc}: {self._error}", list(self._stderr_tail))
+                raise self._failure(f"sleap-nn {entry.command}", rc)
+            if not output.is_file():
+                raise JobFailed(f"sleap-nn {entry.command} exited 0 but wrote no {output.name}", list(self._stderr_tail))
+            outputs.append(output)
+        return InferenceResult(self.job_id, outputs, time.monotonic() - t0)

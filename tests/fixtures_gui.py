@@ -1,0 +1,90 @@
+"""Fixtures for the GUI tests: one offscreen SLEAP MainWindow per module, a saved project.
+
+Qt must be told to render offscreen, and SLEAP must not re-exec the interpreter,
+before anything imports Qt -- hence the environment set at import time.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("SLEAP_SKIP_QT_FIX", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def make_project(folder: Path, n_frames: int = 6) -> Path:
+    """A saved SLEAP project: an image-sequence video, a 2-node skeleton, 3 labeled frames."""
+    import imageio.v3 as iio
+    import sleap_io as sio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n_frames):
+        path = folder / f"frame{i:03d}.png"
+        iio.imwrite(path, rng.integers(0, 255, (64, 64), dtype=np.uint8))
+        files.append(str(path))
+    video = sio.Video.from_filename(files)
+    skeleton = sio.Skeleton(["head", "tail"], edges=[("head", "tail")])
+    frames = [
+        sio.LabeledFrame(
+            video=video,
+            frame_idx=i,
+            instances=[sio.Instance.from_numpy(np.array([[10.0 + i, 12.0], [30.0, 40.0 - i]]), skeleton=skeleton)],
+        )
+        for i in range(3)
+    ]
+    labels = sio.Labels(labeled_frames=frames, videos=[video], skeletons=[skeleton])
+    path = folder / "project.slp"
+    labels.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def qapp_module():
+    from qtpy.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(scope="module")
+def project_path(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+def run_qasync(coro, timeout: float = 120.0):
+    """Run ``coro`` on a qasync loop driving the QApplication, as the launcher does."""
+    import asyncio
+
+    from qtpy.QtWidgets import QApplication
+
+    from sleap_rtc_plugin.gui.qt_async import install_event_loop
+
+    loop = install_event_loop(QApplication.instance())
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture(scope="module")
+def main_window(request, qapp_module, project_path):
+    """SLEAP's real MainWindow with this project loaded and the plugins installed.
+
+    A test module may set ``EXTRA_PLUGINS`` to register more plugins programmatically.
+    """
+    from sleap_rtc_plugin.gui import launcher
+
+    args = launcher.sleap_app.create_sleap_label_parser().parse_args([str(project_path), "--no-usage-data"])
+    window, host = launcher.build_window(args, plugins=getattr(request.module, "EXTRA_PLUGINS", ()))
+    window.resize(1200, 800)
+    yield window
+    for child in list(window._child_windows.values()):
+        if child is not None:
+            child.close()
+    window.state["has_changes"] = False
+    window.close()

