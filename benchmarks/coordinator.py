@@ -46,6 +46,11 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def server_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -113,9 +118,17 @@ async def bench(args: argparse.Namespace) -> dict:
                 await client.next_relay("answer", source=target, timeout=60)
                 relay_ms.append((time.perf_counter() - start) * 1000)
 
+        idle_ms: list[float] = []
+        for _ in range(100):
+            start = time.perf_counter()
+            await clients[0].discover(min_gpu_memory_mb=4096, labels={"site": "s1"})
+            idle_ms.append((time.perf_counter() - start) * 1000)
+
+        cpu_before = server_cpu_s(proc.pid)
         t1 = time.perf_counter()
         await asyncio.gather(*(client_loop(c) for c in clients))
         load_seconds = time.perf_counter() - t1
+        server_cpu_load = server_cpu_s(proc.pid) - cpu_before
 
         for c in [*workers, *clients]:
             await c.close()
@@ -127,12 +140,15 @@ async def bench(args: argparse.Namespace) -> dict:
             "rounds_per_client": args.rounds,
             "registrations_per_s": round(connections / reg_seconds, 1),
             "registration_seconds": round(reg_seconds, 3),
-            "discover_p50_ms": round(percentile(discover_ms, 50), 2),
-            "discover_p99_ms": round(percentile(discover_ms, 99), 2),
+            "discover_idle_p50_ms": round(percentile(idle_ms, 50), 2),
+            "discover_idle_p99_ms": round(percentile(idle_ms, 99), 2),
+            "discover_under_load_p50_ms": round(percentile(discover_ms, 50), 2),
+            "discover_under_load_p99_ms": round(percentile(discover_ms, 99), 2),
             "discover_mean_peers_returned": round(statistics.mean(returned), 1),
             "relay_roundtrip_p50_ms": round(percentile(relay_ms, 50), 2),
             "relay_roundtrip_p99_ms": round(percentile(relay_ms, 99), 2),
             "requests_per_s_under_load": round(2 * len(discover_ms) / load_seconds, 1),
+            "server_cpu_ms_per_request_under_load": round(1000 * server_cpu_load / (2 * len(discover_ms)), 3),
             "server_rss_before_kib": rss_before,
             "server_rss_after_kib": rss_after,
             "server_kib_per_connection": round((rss_after - rss_before) / connections, 2),

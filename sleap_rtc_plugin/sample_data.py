@@ -281,7 +281,7 @@ def make_inference_package(
     model_dirs: Sequence[str | Path],
     out_dir: str | Path,
     *,
-    command: str = "track",
+    command: str = "predict",
     device: str | None = "cpu",
     extra_args: Sequence[str] = (),
 ) -> Path:

@@ -51,7 +51,10 @@ def make_project(folder: Path, n_frames: int = 6) -> Path:
 def qapp_module():
     from qtpy.QtWidgets import QApplication
 
-    return QApplication.instance() or QApplication([])
+    app = QApplication.instance() or QApplication([])
+    # No window is shown for real here; closing a LossViewer must not quit the loop.
+    app.setQuitOnLastWindowClosed(False)
+    return app
 
 
 @pytest.fixture(scope="module")

@@ -119,3 +119,32 @@ async def test_next_relay_filters_by_source_and_keeps_others(make_client):
     await b.relay(target.peer_id, "answer", {"n": 2})
     assert (await target.next_relay("answer", source="wb", timeout=10)).payload == {"n": 2}
     assert (await target.next_relay(timeout=10)).payload == {"n": 1}
+
+
+def test_fast_peer_list_frame_matches_the_protocol_encoder():
+    from sleap_rtc_plugin.coordinator.presence import PeerEntry
+    from sleap_rtc_plugin.coordinator.server import peer_list_frame
+    from sleap_rtc_plugin.protocol.coordinator import PeerList
+
+    entries = [
+        PeerEntry(peer_id=f"w{i}", room_id="r", role="worker", status="available", metadata={"gpus": [gpu(i)], "labels": {"é": "ü"}}, link=None, room_expires_at=0)
+        for i in range(3)
+    ]
+    for ref, truncated in ((None, False), ("r7", True)):
+        fast = peer_list_frame([e.info_json() for e in entries], ref, truncated=truncated)
+        assert fast == PeerList(peers=[e.info() for e in entries], ref=ref, truncated=truncated).encode()
+
+
+async def test_huge_rooms_are_truncated_to_fit_one_frame(room, raw, make_client):
+    big_meta = {"gpus": [], "blob": "x" * 20000}
+    for i in range(15):
+        peer = await raw()
+        await peer.register(room, peer_id=f"fat{i}", metadata=big_meta)
+    asker = await raw()
+    await asker.register(room, role="client", peer_id="asker")
+    await asker.ws.send('{"type":"discover","ref":"d"}')
+    while '"type":"ping"' in (text := await asker.ws.recv()):
+        pass
+    reply = __import__("json").loads(text)
+    assert reply["type"] == "peer_list" and reply["truncated"] is True
+    assert 0 < len(reply["peers"]) < 15 and len(text.encode()) <= 256 * 1024

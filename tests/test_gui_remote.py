@@ -68,7 +68,7 @@ def test_worker_list_and_errors_from_real_coordinator(main_window, tmp_path):
             dialog.submit()
             await _wait_for(lambda: not dialog.busy)
             assert dialog.last_message.windowTitle() == "No worker available"
-            assert "no worker" in dialog.last_message.detailedText().lower()
+            assert dialog.last_message.detailedText().startswith("[no_worker]")
             _save(dialog.last_message, "error-no-worker.png")
             dialog.last_message.close()
 
@@ -95,7 +95,8 @@ def test_worker_list_and_errors_from_real_coordinator(main_window, tmp_path):
             panel.refresh()
             await _wait_for(lambda: panel.refresh_button.isEnabled())
             assert panel.status.text().startswith("Could not list workers")
-            assert dialog.last_message is None or True
+            assert panel.last_error_box.windowTitle() == "Cannot join the room", panel.last_error_box.detailedText()
+            panel.last_error_box.close()
         finally:
             for w in workers:
                 await w.close()

@@ -100,7 +100,7 @@ async def test_relay_in_the_middle_cannot_pass_authentication():
     mitm_b: PeerLink | None = None
 
     async def mitm_relays_offer(offer: dict) -> dict:
-        nonlocal worker_task, mitm_b
+        nonlocal mitm_b
         answer_to_client, mitm_a_task = await accept(offer, role="worker", peer_id="w1", allow_loopback=True)
 
         async def offer_to_worker(offer2: dict) -> dict:

@@ -296,7 +296,7 @@ class JobHandle:
 
         def progress(done: int, size: int) -> None:
             elapsed = max(loop.time() - started, 1e-6)
-            self._emit("transfer", direction="up", name=self.package_path.name, done=done, total=size, rate_mbps=done / elapsed / 1e6)
+            self._emit("transfer", direction="upload", name=self.package_path.name, done=done, sent=done, total=size, rate_mbps=done / elapsed / 1e6)
 
         self._emit("status", state="transferring", message=f"sending {self.package_path.name} ({total / 1e6:.1f} MB)")
         sent = await link.send_file(self.package_path, name=self.package_path.name, progress=progress)

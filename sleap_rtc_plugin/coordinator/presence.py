@@ -8,8 +8,9 @@ peer unable to speak for, or change, another.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..protocol.coordinator import PeerInfo
@@ -25,6 +26,21 @@ class PeerEntry:
     link: Any
     room_expires_at: float
     connected_at: float = field(default_factory=time.time)
+    _info_json: str | None = field(default=None, repr=False)
+
+    def update(self, *, status: str | None = None, metadata: dict[str, Any] | None = None) -> None:
+        if status is not None:
+            self.status = status
+        if metadata is not None:
+            self.metadata = metadata
+        self._info_json = None
+
+    def info_json(self) -> str:
+        """This peer's :class:`PeerInfo` as compact JSON, cached until it changes, so a
+        discover over hundreds of peers does not re-serialize every one."""
+        if self._info_json is None:
+            self._info_json = json.dumps(asdict(self.info()), separators=(",", ":"))
+        return self._info_json
 
     def info(self) -> PeerInfo:
         return PeerInfo(

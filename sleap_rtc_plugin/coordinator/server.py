@@ -88,10 +88,13 @@ class Link:
 
     def send(self, msg: Message) -> None:
         """Queue a frame; never awaits. Overflow means the peer stopped reading: drop it."""
+        self.send_text(msg.encode())
+
+    def send_text(self, text: str) -> None:
         if self.dropped:
             return
         try:
-            self.outbox.put_nowait(msg.encode())
+            self.outbox.put_nowait(text)
         except asyncio.QueueFull:
             self.drop("outbox overflow (peer is not reading)")
 
@@ -119,6 +122,15 @@ def _ref_of(raw: str | bytes) -> str | None:
         return None
     ref = data.get("ref") if isinstance(data, dict) else None
     return ref if isinstance(ref, str) and len(ref) <= 128 else None
+
+
+def peer_list_frame(peer_jsons: list[str], ref: str | None, *, truncated: bool) -> str:
+    """A ``peer_list`` frame built from cached per-peer JSON; byte-for-byte what
+    ``PeerList(...).encode()`` would produce, without re-serializing every peer."""
+    return (
+        f'{{"type":"{PeerList.TYPE}","v":{PeerList.VERSION},"peers":[{",".join(peer_jsons)}],'
+        f'"ref":{json.dumps(ref)},"truncated":{json.dumps(truncated)}}}'
+    )
 
 
 def _json_size(value: Any) -> int:
@@ -365,9 +377,7 @@ class CoordinatorServer:
             raise ProtocolError("oversize", f"metadata exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
         if msg.status is not None and msg.status != entry.status:
             log.info("peer status room=%s peer=%s %s -> %s", entry.room_id, entry.peer_id, entry.status, msg.status)
-            entry.status = msg.status
-        if msg.metadata is not None:
-            entry.metadata = msg.metadata
+        entry.update(status=msg.status, metadata=msg.metadata)
         link.send(Ok(ref=msg.ref))
 
     def _on_discover(self, link: Link, msg: Discover) -> None:
@@ -387,14 +397,14 @@ class CoordinatorServer:
         )
         limit = msg.limit or DEFAULT_DISCOVER_LIMIT
         budget = MAX_FRAME_BYTES - 1024
-        peers, size = [], 0
+        parts, size = [], 0
         for e in found[:limit]:
-            info = e.info()
-            size += _json_size(info.metadata) + 160
+            part = e.info_json()
+            size += len(part) + 1
             if size > budget:
                 break
-            peers.append(info)
-        link.send(PeerList(peers=peers, ref=msg.ref, truncated=len(peers) < len(found)))
+            parts.append(part)
+        link.send_text(peer_list_frame(parts, msg.ref, truncated=len(parts) < len(found)))
 
     def _on_relay(self, link: Link, msg: Relay) -> None:
         sender = link.entry

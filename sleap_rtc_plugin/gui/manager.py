@@ -64,6 +64,7 @@ class PluginHost:
             return
         window._sleap_rtc_host = self
         self.hook.sleap_rtc_add_menu_actions(window=window, menus=window_menus(window))
+        window._sleap_rtc_close_watcher = _close_watcher(self, window)
         logger.info("plugins installed into main window: %s", ", ".join(self.plugin_names()))
 
 
@@ -79,3 +80,18 @@ def window_menus(window: Any) -> dict[str, Any]:
 
 def host_of(window: Any) -> PluginHost | None:
     return getattr(window, "_sleap_rtc_host", None)
+
+
+def _close_watcher(host: PluginHost, window: Any):
+    """Call ``sleap_rtc_window_closing`` when the window gets its close event."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class CloseWatcher(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+            if obj is window and event.type() == QEvent.Close:
+                host.hook.sleap_rtc_window_closing(window=window)
+            return False
+
+    watcher = CloseWatcher(window)
+    window.installEventFilter(watcher)
+    return watcher

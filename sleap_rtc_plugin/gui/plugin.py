@@ -69,6 +69,15 @@ def sleap_rtc_add_menu_actions(window: Any, menus: dict) -> None:
         window._menu_actions[key] = action
 
 
+@hookimpl
+def sleap_rtc_window_closing(window: Any) -> None:
+    """Cancel remote jobs still followed by this window's dialogs."""
+    for key in (TRAIN_KEY, TRACK_KEY):
+        dialog = window._child_windows.get(key)
+        if dialog is not None and getattr(dialog, "busy", False):
+            dialog.cancel_or_close()
+
+
 def show_dialog(window: Any, key: str):
     """Open (non-modally, via ``.open()``) the plugin dialog ``key`` for ``window``.
 

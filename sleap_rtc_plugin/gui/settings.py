@@ -65,21 +65,17 @@ def save_connection(saved: SavedConnection) -> None:
 
 
 def remember_secret(room_id: str, value: str) -> bool:
-    """Store a room secret in the credential store; False when the store cannot take it.
+    """Store a room secret in the 0600 credential store; False (and a log line) when it cannot.
 
-    Uses ``secrets.store_secret(room_id, value)`` when the store offers it. Room tokens are
-    never remembered by the GUI: the worker prints a fresh session string instead.
+    Room tokens are never remembered by the GUI: the worker prints a fresh session
+    string instead.
     """
-    try:
-        from sleap_rtc_plugin.peer import secrets
+    from sleap_rtc_plugin.peer import secrets
 
-        store = getattr(secrets, "store_secret", None)
-        if store is None:
-            logger.warning("the credential store cannot save a typed room secret; set %s instead", secrets.env_var_name(room_id))
-            return False
-        store(room_id, value)
+    try:
+        secrets.store_secret(room_id, value)
         return True
-    except Exception as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         logger.warning("could not store the room secret for room %s: %s", room_id, exc)
         return False
 

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from ..protocol import PEER, Message, ProtocolError
 from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, Keepalive, PeerError

@@ -81,18 +81,27 @@ def create_secret(room_id: str, save: bool = False, *, config: str | Path | None
     _safe_room(room_id)
     value = _random.token_urlsafe(32)
     if save:
-        cfg = config_dir(config)
-        cfg.mkdir(parents=True, exist_ok=True)
-        data = _load_credentials(cfg)
-        data.setdefault("room_secrets", {})[room_id] = value
-        path = _credentials_path(cfg)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        store_secret(room_id, value, config=config)
     return value
+
+
+def store_secret(room_id: str, value: str, *, config: str | Path | None = None) -> Path:
+    """Remember ``value`` as the secret of ``room_id`` in the 0600 credentials file (atomic replace)."""
+    _safe_room(room_id)
+    if not value.strip():
+        raise ValueError("an empty room secret cannot be stored")
+    cfg = config_dir(config)
+    cfg.mkdir(parents=True, exist_ok=True)
+    data = _load_credentials(cfg)
+    data.setdefault("room_secrets", {})[room_id] = value.strip()
+    path = _credentials_path(cfg)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
 
 
 def add_secret_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ with a typed error and carry on instead of dying on a ``KeyError``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -126,7 +127,7 @@ class Registry:
 
 def build(cls: type[M], data: dict[str, Any], *, where: str) -> M:
     """Construct ``cls`` from ``data``, checking every field against its annotation."""
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
@@ -138,6 +139,13 @@ def build(cls: type[M], data: dict[str, Any], *, where: str) -> M:
     if validate is not None:
         validate()
     return obj
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a message class; cached because resolving string
+    annotations dominates decode time for large frames (e.g. a peer list)."""
+    return get_type_hints(cls)
 
 
 _NoneType = type(None)

@@ -72,7 +72,7 @@ class InferenceSpec:
     data_path: Path
     model_paths: list[Path]
     output_name: str
-    command: str = "track"
+    command: str = "predict"
     device: str | None = None
     extra_args: list[str] = field(default_factory=list)
     only_suggested_frames: bool = False
@@ -256,7 +256,7 @@ def parse_job_dir(root: Path) -> JobSpec:
                         raise PackageError(f"package has no trained model at {m.relative_to(root)} (best.ckpt missing)")
             if not data.is_file():
                 raise PackageError(f"package has no {data.name} (the data to predict on)")
-            command = job.get("command", "track")
+            command = job.get("command", "predict")
             if command not in ("track", "predict"):
                 raise PackageError(f"jobs.yaml: inference[{i}].command must be 'track' or 'predict', got {command!r}")
             extra = job.get("extra_args") or []

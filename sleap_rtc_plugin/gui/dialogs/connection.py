@@ -47,6 +47,7 @@ class ConnectionPanel(QtWidgets.QGroupBox):
         super().__init__("Remote worker", parent)
         self.workers: list[Any] = []
         self._refresh_task = None
+        self.last_error_box = None
         saved = settings.load_saved()
         config = settings.config_defaults()
 
@@ -84,7 +85,8 @@ class ConnectionPanel(QtWidgets.QGroupBox):
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMinimumHeight(110)
+        self.table.setMinimumHeight(90)
+        self.table.setMaximumHeight(150)
 
         self.refresh_button = QtWidgets.QPushButton("Refresh")
         self.refresh_button.setAutoDefault(False)
@@ -197,7 +199,7 @@ class ConnectionPanel(QtWidgets.QGroupBox):
         self.refresh_button.setEnabled(True)
         self.status.setText(f"Could not list workers: {exc}")
         self.refresh_failed.emit(exc)
-        show_error(self, exc)
+        self.last_error_box = show_error(self, exc)
 
     def set_workers(self, workers: list[Any]) -> None:
         self.refresh_button.setEnabled(True)
