@@ -80,7 +80,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     room = sub.add_parser("room", help="create rooms and room secrets", description="Create rooms and room secrets.")
     room_sub = room.add_subparsers(dest="room_command", metavar="ACTION", required=True)
     for name, help_text, module, add, run in [
-        ("create", "create a room on a coordinator and print its id and token (shown once)", ".coordinator.cli", "add_room_arguments", "run_room"),
+        ("create", "create a room on a coordinator and print its id and token (shown once)", ".coordinator.cli", "add_room_create_arguments", "run_room"),
         ("create-secret", "generate a room secret (PSK) for peer authentication", ".peer.secrets", "add_secret_arguments", "run_create_secret"),
     ]:
         add_arguments, run_command = _lazy(module, add, run)

@@ -71,7 +71,12 @@ async def run_server(args: argparse.Namespace) -> int:
 
 def add_room_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="room_command", required=True)
-    create = sub.add_parser("create", help="create a room; prints its id and token (shown once)")
+    add_room_create_arguments(sub.add_parser("create", help="create a room; prints its id and token (shown once)"))
+
+
+def add_room_create_arguments(create: argparse.ArgumentParser) -> None:
+    """Arguments of ``room create`` alone (the top-level CLI owns the ``room`` parser)."""
+    create.set_defaults(room_command="create")
     where = create.add_mutually_exclusive_group()
     where.add_argument("--server", default=DEFAULT_URL, help=f"coordinator URL (default {DEFAULT_URL})")
     where.add_argument("--db", default=None, help="create directly in this coordinator database instead of over the network")

@@ -77,6 +77,7 @@ class Link:
     last_seen: float = field(default_factory=time.monotonic)
     entry: PeerEntry | None = None
     writer: asyncio.Task[None] | None = None
+    closer: asyncio.Task[None] | None = None
     dropped: bool = False
 
     @property
@@ -103,7 +104,7 @@ class Link:
             return
         self.dropped = True
         log.warning("dropping connection %s: %s", self.who, reason)
-        asyncio.get_running_loop().create_task(self.conn.close(CLOSE_DROPPED, reason[:120]))
+        self.closer = asyncio.get_running_loop().create_task(self.conn.close(CLOSE_DROPPED, reason[:120]))
 
     async def write_loop(self) -> None:
         try:

@@ -17,7 +17,18 @@ from typing import Sequence
 from .. import __version__
 from .paths import DEFAULT_NAME, ServicePaths, root_from_env
 from .runner import RecordingRunner, Runner, SystemRunner
-from .status import EXIT_ERROR, EXIT_NOT_INSTALLED, evaluate, fetch_worker_status, render_table, to_json, combined_exit_code, OsView
+from .status import (
+    EXIT_ERROR,
+    EXIT_NOT_INSTALLED,
+    Endpoint,
+    OsView,
+    combined_exit_code,
+    evaluate,
+    fetch_worker_status,
+    render_table,
+    resolve_status_port,
+    to_json,
+)
 from .systemd import InstallError, Report, SystemdManager
 from .windows import WindowsPaths, WindowsServiceManager
 
@@ -164,18 +175,20 @@ def _preflight(args: argparse.Namespace, manager: SystemdManager | WindowsServic
 
 def _status(args: argparse.Namespace, manager: SystemdManager | WindowsServiceManager) -> int:
     if args.no_service:
-        port = args.port if args.port is not None else 8766
         views: list[OsView | None] = [None]
     else:
         views = list(manager.os_views(args.instance))
     statuses = []
     for view in views:
         if view is not None and not view.installed and args.port is None:
-            from .status import Endpoint, UnitStatus
-
             statuses.append(evaluate(view, Endpoint("-", False, "not installed"), None))
             continue
-        port = args.port if args.port is not None else manager.status_port_for(view)  # type: ignore[arg-type]
+        if args.port is not None:
+            port = args.port
+        elif view is None:  # a worker run by hand sees this shell's environment
+            port = resolve_status_port(args.config, dict(os.environ))
+        else:
+            port = manager.status_port_for(view)
         endpoint, worker = fetch_worker_status(port)
         statuses.append(evaluate(view, endpoint, worker))
     scope = getattr(getattr(manager, "paths", None), "scope", "windows")
