@@ -107,9 +107,18 @@ def _config_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def setup_logging(verbosity: int) -> None:
-    """Plain ``LEVEL name: message`` lines: journald adds its own timestamps."""
-    level = logging.WARNING - 10 * min(verbosity, 2) if verbosity else logging.INFO
+#: Commands a person watches in a terminal: their progress display replaces INFO logs.
+INTERACTIVE = {"client-train", "client-track", "demo", "room", "config"}
+
+
+def setup_logging(verbosity: int, *, interactive: bool = False) -> None:
+    """Plain ``LEVEL name: message`` lines: journald adds its own timestamps.
+
+    Services (server, worker) log state changes at INFO; interactive commands show
+    warnings only unless ``-v`` is given.
+    """
+    base = logging.WARNING if interactive else logging.INFO
+    level = max(logging.DEBUG, base - 10 * verbosity)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("aioice", "aiortc", "websockets", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, interactive=args.command in INTERACTIVE)
     try:
         args.settings = load_settings(args.config, environment=args.env)
         result = args.func(args)

@@ -205,7 +205,7 @@ class JobHandle:
         return self._task.done()
 
     # -- internals ------------------------------------------------------------
-    def _emit(self, kind: EventKind, **data: Any) -> None:
+    def _emit(self, kind: EventKind, /, **data: Any) -> None:
         self._events.put_nowait(JobEvent(kind, data))
 
     async def _control(self, command: Literal["stop", "cancel"]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -52,14 +53,16 @@ async def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("SLEAP_RTC_ICE_LOOPBACK", "1")
     async with CoordinatorServer("127.0.0.1", 0, str(workdir / "coordinator.sqlite3")) as server:
         room_id, token, _ = await server.create_room()
+        secret = secrets.token_urlsafe(32)
         worker = Worker(WorkerOptions(
-            server_url=server.url, room_id=room_id, token=token, name="demo-worker",
+            server_url=server.url, room_id=room_id, token=token, room_secret=secret, name="demo-worker",
             data_dir=workdir / "worker", status_port=0, ice_loopback=True,
         ))
         await worker.start()
         try:
-            say(f"Coordinator at {server.url}; worker {worker.name} ({worker.capabilities.get('accelerator')}) registered in room {room_id}.")
-            spec = ConnectionSpec(session_string=worker.session_string(), ice_loopback=True)
+            say(f"Coordinator at {server.url}; worker {worker.name} ({worker.capabilities.get('accelerator')}) registered in room {room_id};")
+            say("client and worker prove the room secret to each other (HMAC over both DTLS fingerprints).")
+            spec = ConnectionSpec(session_string=worker.session_string(), room_secret=secret, ice_loopback=True)
 
             package = sample_data.make_training_package(labels, workdir / "packages", model_type=args.model_type, epochs=args.epochs)
             say(f"Training remotely: {package.name}")

@@ -93,9 +93,9 @@ class ProgressDisplay:
                 text += f" ({time.monotonic() - self._epoch_started:.1f} s)"
             self._say(text)
         elif name == "train_begin":
-            self._say(f"training {event.get('what') or 'model'} on the worker")
+            self._say(f"training {event.get('model') or event.get('what') or 'model'} on the worker")
         elif name == "train_end":
-            self._say(f"training {event.get('what') or 'model'} finished")
+            self._say(f"training {event.get('model') or event.get('what') or 'model'} finished")
         elif "n_processed" in event:
             total = event.get("n_total") or 0
             if self._progress is not None:

@@ -14,6 +14,17 @@ negotiate a transfer, resume it and report its outcome. Exchange::
 
 ``file_reject`` may arrive at any point (bad name, too large, disk full, hash
 mismatch); ``file_cancel`` lets the sender abandon a transfer.
+
+Faster paths (see :mod:`sleap_rtc_plugin.peer.fastpath`) slot into the same exchange
+and are only used between peers that announced them in their ``hello``:
+
+- ``direct_offer`` (receiver, just before ``file_accept``): the bytes may instead go
+  over a TLS stream to ``host:port`` whose certificate sha256 is pinned here and
+  which admits the one-time ``token``. ``file_end`` follows on the data channel.
+- ``file_via_path`` (sender, after ``file_accept``): the file is on storage both see;
+  the receiver checks the probe, hashes the file it reads and answers ``file_done``.
+- ``path_failed`` (receiver): that faster path did not work; the sender continues
+  over the data channel from ``offset``.
 """
 
 from __future__ import annotations
@@ -119,6 +130,61 @@ class FileCancel(Message):
     reason: str = ""
 
 
+@PEER.register
+@dataclass
+class DirectOffer(Message):
+    """Receiver: this transfer's bytes may come over TLS to ``host:port`` (cert pinned, one-time token)."""
+
+    TYPE = "direct_offer"
+    transfer_id: str
+    host: str
+    port: int
+    token: str
+    cert_sha256: str
+
+    def validate(self) -> None:
+        _check_id(self.transfer_id)
+        _check_sha(self.cert_sha256)
+        _check_sha(self.token)
+        require(0 < self.port < 65536, "bad_value", "port must be 1..65535")
+        require(0 < len(self.host) <= 255, "bad_value", "host must be 1..255 characters")
+
+
+@PEER.register
+@dataclass
+class FileViaPath(Message):
+    """Sender: the file is at ``path`` on storage the receiver mounts too; ``probe_*`` proves the mapping."""
+
+    TYPE = "file_via_path"
+    transfer_id: str
+    path: str
+    probe_path: str
+    probe_sha256: str
+
+    def validate(self) -> None:
+        _check_id(self.transfer_id)
+        _check_sha(self.probe_sha256)
+        for value in (self.path, self.probe_path):
+            require(0 < len(value) <= 4096, "bad_value", "paths must be 1..4096 characters")
+
+
+@PEER.register
+@dataclass
+class PathFailed(Message):
+    """Receiver: the ``path`` ("direct" or "shared") failed; continue over the data channel from ``offset``."""
+
+    TYPE = "path_failed"
+    transfer_id: str
+    path: str
+    reason: str
+    offset: int = 0
+
+    def validate(self) -> None:
+        _check_id(self.transfer_id)
+        require(self.offset >= 0, "bad_value", "offset must be >= 0")
+
+
 TRANSFER_TYPES = frozenset(
-    cls.TYPE for cls in (FileOffer, FileAccept, FileAck, FileEnd, FileDone, FileReject, FileCancel)
+    cls.TYPE
+    for cls in (FileOffer, FileAccept, FileAck, FileEnd, FileDone, FileReject, FileCancel, DirectOffer, FileViaPath, PathFailed)
 )

@@ -33,7 +33,7 @@ from ..protocol.session_string import SessionString
 from .engine import JobEngine, JobFailedError
 from .gpu import capabilities
 from .outbox import Outbox
-from .state import StatusMachine, WorkerBusy
+from .state import Snapshot, WorkerBusy, WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,10 @@ class Worker:
         self.options = options
         self.name = options.name or socket.gethostname()
         self.data_dir = Path(options.data_dir)
-        self.state = StatusMachine(self.name)
-        self.outbox = Outbox(self.data_dir / "outbox")
+        self.state = WorkerState(self.name)
+        self.outbox = Outbox(self.data_dir)
+        self._reservation: tuple[str, str] | None = None
+        self._published_status: str | None = None
         self.coordinator: CoordinatorClient | None = None
         self.embedded = None
         self.server_url: str | None = options.server_url
@@ -143,7 +145,7 @@ class Worker:
         self.capabilities = await asyncio.to_thread(capabilities)
         self.coordinator = CoordinatorClient(
             self.server_url, room_id=self.room_id, token=self.token, role="worker",
-            metadata=self._metadata(), status=self.state.status,
+            metadata=self._metadata(), status=self.state.status.value,
         )
         self.coordinator.add_relay_handler(self._on_relay)
         self.state.add_observer(self._on_status_change)
@@ -164,7 +166,7 @@ class Worker:
                 self.status_server = None
         sdnotify.ready(f"registered in room {self.room_id} as {self.peer_id}")
         self._watchdog = sdnotify.WatchdogPinger(lambda: bool(self.coordinator and self.coordinator.connected))
-        await self._watchdog.start()
+        self._watchdog.start()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -224,20 +226,29 @@ class Worker:
             "room_id": self.room_id,
             "peer_id": self.peer_id,
             "name": self.name,
-            "status": self.state.status,
+            "status": self.state.status.value,
             "job": None if job is None else {"id": job.job_id, "kind": job.kind, "state": job.state, "progress": job.last_progress, "started_at": job.started_at},
             "gpus": self.capabilities.get("gpus", []) if hasattr(self, "capabilities") else [],
             "accelerator": self.capabilities.get("accelerator") if hasattr(self, "capabilities") else None,
-            "outbox": [entry for entry in self.outbox.list()],
+            "outbox": [entry.job_id for entry in self.outbox.list()],
             "last_error": self.last_error,
             "version": __version__,
             "pid": os.getpid(),
             "started_at": self.started_at,
         }
 
-    def _on_status_change(self, status: str) -> None:
-        if self.coordinator is not None and not self._stopping:
+    def _on_status_change(self, snap: Snapshot) -> None:
+        status = snap.status.value
+        if self.coordinator is not None and not self._stopping and status != self._published_status:
+            self._published_status = status
             self._spawn(self.coordinator.update(status=status))
+
+    def _release(self, client: str, job_id: str) -> None:
+        """Give up a reservation that never became a job (client left, bad package)."""
+        if self._reservation == (client, job_id) and self.state.status.value == "reserved":
+            self.state.unreserve(client)
+        if self._reservation == (client, job_id):
+            self._reservation = None
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -275,7 +286,8 @@ class Worker:
         reserved = False
         if intent == "submit":
             try:
-                self.state.reserve(client, job_id)
+                self.state.reserve(client)
+                self._reservation = (client, job_id)
                 reserved = True
             except WorkerBusy as exc:
                 await self._reject(client, "busy", str(exc))
@@ -293,16 +305,16 @@ class Worker:
         except (PeerLinkError, ValueError, OSError) as exc:
             log.warning("connection with %s failed: %s", client, exc)
             if reserved:
-                self.state.release(job_id)
+                self._release(client, job_id)
             return
         self._links.add(link)
         try:
             await self._serve(link, client, intent, job_id)
         finally:
             self._links.discard(link)
-            if reserved and self.state.status == "reserved" and self.state.job_id == job_id:
+            if reserved and self._reservation == (client, job_id):
                 log.info("client %s left before submitting job %s; available again", client, job_id)
-                self.state.release(job_id)
+                self._release(client, job_id)
             if not link.closed.is_set():
                 await link.close("session over")
 
@@ -338,7 +350,7 @@ class Worker:
             job.followers.discard(link)
 
     async def _submit(self, link: PeerLink, client: str, msg: JobSubmit, incoming: Path) -> None:
-        if self.state.job_id != msg.job_id or self.state.status != "reserved":
+        if self._reservation != (client, msg.job_id):
             await link.send(PeerError(code="not_reserved", message="submit the job on the connection that reserved this worker", job_id=msg.job_id))
             return
         try:
@@ -350,17 +362,19 @@ class Worker:
             await link.send(PeerError(code="package_mismatch", message="the received package does not match the announced hash; submit again", job_id=msg.job_id))
             return
         job_dir = self.data_dir / "jobs" / msg.job_id
-        engine = JobEngine(Path(received.path), job_dir, kind=msg.kind, options=msg.options, cancel_grace=self.options.cancel_grace)
+        engine = JobEngine(msg.job_id, Path(received.path), job_dir, kind=msg.kind, options=msg.options, cancel_grace=self.options.cancel_grace)
         try:
             await engine.prepare()
         except JobFailedError as exc:
-            self.state.release(msg.job_id)
+            self._release(client, msg.job_id)
+            log.warning("job %s rejected: %s", msg.job_id, exc)
             await link.send(JobStatus(job_id=msg.job_id, state="failed", message=str(exc)))
             return
         job = _Job(msg.job_id, msg.kind, client, engine=engine, followers={link})
         self.jobs[msg.job_id] = job
         self.job = job
-        self.state.start(msg.job_id)
+        self.state.start(engine, msg.kind, client)
+        self._reservation = None
         await link.send(JobStatus(job_id=msg.job_id, state="running", message=f"{msg.kind} job started on {self.name}"))
         job.task = self._spawn(self._run(job))
 
@@ -379,17 +393,20 @@ class Worker:
         log.info("job %s (%s) running for %s", job.job_id, job.kind, job.client_id)
 
         async def on_event(event: dict[str, Any]) -> None:
-            if "line" in event and len(event) == 1:
-                await self._broadcast(job, Log(job_id=job.job_id, line=event["line"]))
+            if event.get("kind") == "log":
+                await self._broadcast(job, Log(job_id=job.job_id, line=str(event.get("line", ""))))
                 return
             job.last_progress = event
             await self._broadcast(job, Progress(job_id=job.job_id, event=event))
 
         try:
-            files = await job.engine.run(on_event)
-            entry = await asyncio.to_thread(self.outbox.put, job.job_id, job.kind, files)
+            output = await job.engine.run(on_event)
+            entry = await asyncio.to_thread(
+                self.outbox.put, job.job_id, job_type=job.kind, run_dirs=output.run_dirs, files=output.files,
+                metadata={"client": job.client_id, "worker": self.name},
+            )
             job.state = "succeeded"
-            log.info("job %s succeeded; %d result file(s) in the outbox", job.job_id, len(files))
+            log.info("job %s succeeded; %d result file(s) in the outbox", job.job_id, len(entry.files))
         except JobFailedError as exc:
             job.state = "cancelled" if exc.cancelled else "failed"
             job.message = str(exc)
@@ -397,7 +414,7 @@ class Worker:
             log.error("job %s %s: %s", job.job_id, job.state, exc)
             entry = None
         finally:
-            self.state.finish(job.job_id)
+            self.state.finish()
             if self.job is job:
                 self.job = None
         if entry is None:
@@ -412,11 +429,11 @@ class Worker:
         entry = self.outbox.get(job_id)
         if entry is None:
             return
-        files = [ResultFile(name=f.name, size=f.size, sha256=f.sha256, role=f.role) for f in entry.files]
+        files = [ResultFile(name=f.name, size=f.size, sha256=f.sha256, role=f.kind) for f in entry.files]
         try:
             await link.send(JobResult(job_id=job_id, files=files))
             for f in entry.files:
-                await link.send_file(self.outbox.path_of(job_id, f.name), name=f.name)
+                await link.send_file(entry.file_path(f.name), name=f.name)
         except PeerLinkError as exc:
             log.warning("job %s: sending results failed (%s); they stay in the outbox for --attach", job_id, exc)
 

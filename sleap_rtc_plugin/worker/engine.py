@@ -1,0 +1,102 @@
+"""One received package → one job: unpack, run sleap-nn, hand back result paths.
+
+The networked worker (agent.py) speaks in jobs; the runner speaks in sleap-nn
+processes. This adapter joins them so the agent never touches package layout or
+process handling, and every failure reaches it as one :class:`JobFailedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from .package import JobSpec, PackageError, open_package
+from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class JobFailedError(Exception):
+    """The job cannot run or did not succeed; ``str()`` is one actionable line."""
+
+    def __init__(self, message: str, *, cancelled: bool = False, own_error: bool = True):
+        super().__init__(message)
+        self.cancelled = cancelled
+        self.own_error = own_error
+
+
+@dataclass
+class JobOutput:
+    run_dirs: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+class JobEngine:
+    """Satisfies the status machine's ``RunningJob`` protocol (job_id, running, describe)."""
+
+    def __init__(self, job_id: str, package_path: Path, job_dir: Path, *, kind: str, options: dict[str, Any] | None = None, cancel_grace: float = 10.0):
+        self.job_id = job_id
+        self.package_path = Path(package_path)
+        self.job_dir = Path(job_dir)
+        self.kind = kind
+        self.options = dict(options or {})
+        self.cancel_grace = cancel_grace
+        self.spec: JobSpec | None = None
+        self._job: TrainingJob | InferenceJob | None = None
+        self._cancel_requested = False
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None and self._job.running
+
+    def describe(self) -> str:
+        return self._job.describe() if self._job is not None else "preparing"
+
+    async def prepare(self) -> JobSpec:
+        """Validate and unpack the package; a bad package never reaches sleap-nn."""
+        if self.job_dir.exists():
+            await asyncio.to_thread(shutil.rmtree, self.job_dir)
+        try:
+            spec = await asyncio.to_thread(open_package, self.package_path, self.job_dir / "package")
+        except PackageError as exc:
+            await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
+            raise JobFailedError(f"package rejected: {exc}") from None
+        if spec.kind != self.kind:
+            wanted = "a training package (with model configs)" if self.kind == "train" else "an inference package (with trained models)"
+            raise JobFailedError(f"this {self.kind} job needs {wanted}, but the package holds a {spec.kind} job")
+        self.spec = spec
+        return spec
+
+    async def run(self, on_event: EventSink) -> JobOutput:
+        assert self.spec is not None, "prepare() first"
+        if self._cancel_requested:
+            raise JobFailedError("cancelled before it started", cancelled=True)
+        if self.kind == "train":
+            self._job = TrainingJob(self.job_id, self.spec, on_event=on_event, output_dir=self.job_dir / "models")
+        else:
+            self._job = InferenceJob(self.job_id, self.spec, on_event=on_event, output_dir=self.job_dir / "predictions")
+        try:
+            result = await self._job.run()
+        except JobCancelled as exc:
+            raise JobFailedError(str(exc) or "cancelled", cancelled=True) from None
+        except JobFailed as exc:
+            tail = " | ".join(line for line in exc.tail[-3:] if line.strip())
+            raise JobFailedError(f"{exc}" + (f" — last output: {tail}" if tail else "")) from None
+        if self.kind == "train":
+            return JobOutput(run_dirs=list(result.run_dirs))
+        return JobOutput(files=list(result.predictions))
+
+    async def stop_early(self) -> None:
+        if isinstance(self._job, TrainingJob):
+            await self._job.stop_early()
+
+    async def cancel(self, grace: float | None = None) -> None:
+        self._cancel_requested = True
+        if self._job is not None:
+            await self._job.cancel(self.cancel_grace if grace is None else grace)
