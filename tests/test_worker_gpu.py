@@ -3,38 +3,10 @@
 from __future__ import annotations
 
 import logging
-import types
+
+from fake_nvml import fake_nvml as _fake_nvml
 
 from sleap_rtc_plugin.worker import gpu
-
-
-def _fake_nvml(devices, *, init_error=None, query_error=None):
-    class NVMLError(Exception):
-        pass
-
-    m = types.ModuleType("pynvml")
-    calls = []
-
-    def init():
-        calls.append("init")
-        if init_error:
-            raise NVMLError(init_error)
-
-    def count():
-        if query_error:
-            raise NVMLError(query_error)
-        return len(devices)
-
-    m.nvmlInit = init
-    m.nvmlShutdown = lambda: calls.append("shutdown")
-    m.nvmlDeviceGetCount = count
-    m.nvmlDeviceGetHandleByIndex = lambda i: devices[i]
-    m.nvmlDeviceGetName = lambda h: h["name"]
-    m.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=h["total"], free=h["free"], used=h["total"] - h["free"])
-    m.nvmlSystemGetDriverVersion = lambda: b"550.54.15"
-    m.nvmlSystemGetCudaDriverVersion = lambda: 12040
-    m.calls = calls
-    return m
 
 
 def test_nvml_gpus_reported(monkeypatch):

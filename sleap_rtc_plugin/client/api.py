@@ -23,7 +23,7 @@ from ..peer import secrets
 from ..peer.connection import connect
 from ..peer.errors import AuthError, ConnectError, LinkClosedError, PeerLinkError, TransferError
 from ..protocol import ProtocolError
-from ..protocol.peer import Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck
+from ..protocol.peer import Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultReleased
 from ..protocol.session_string import SessionString
 from .results import install_results
 from .selection import WorkerInfo, auto_select, matches
@@ -345,6 +345,12 @@ class JobHandle:
             received.append((expected, Path(got.path)))
         outcome = await asyncio.to_thread(install_results, received, self.project_dir, self.job_id, self.kind, worker.peer_id)
         await link.send(ResultAck(job_id=self.job_id))
+        try:
+            async with asyncio.timeout(15):
+                while not isinstance(msg := await link.recv(), ResultReleased):
+                    log.debug("job %s: ignoring %s while waiting for result_released", self.job_id, msg.TYPE)
+        except (TimeoutError, PeerLinkError):
+            log.warning("job %s: the worker did not confirm the acknowledgement; it keeps the results in its outbox", self.job_id)
         return outcome
 
 

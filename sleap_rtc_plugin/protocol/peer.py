@@ -126,6 +126,15 @@ class ResultAck(Message):
 
 @PEER.register
 @dataclass
+class ResultReleased(Message):
+    """The worker dropped its outbox copy after a ``result_ack``; the client may hang up."""
+
+    TYPE = "result_released"
+    job_id: str
+
+
+@PEER.register
+@dataclass
 class Control(Message):
     TYPE = "control"
     job_id: str

@@ -18,7 +18,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import __version__
 from ..config import Settings, user_data_dir
@@ -28,7 +28,7 @@ from ..peer.connection import accept
 from ..peer.errors import AuthError, PeerLinkError
 from ..peer.link import PeerLink
 from ..protocol.coordinator import Relay
-from ..protocol.peer import Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultFile
+from ..protocol.peer import Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultFile, ResultReleased
 from ..protocol.session_string import SessionString
 from .engine import JobEngine, JobFailedError
 from .gpu import capabilities
@@ -97,8 +97,10 @@ class _Job:
 
 
 class Worker:
-    def __init__(self, options: WorkerOptions):
+    def __init__(self, options: WorkerOptions, *, probe: Callable[[], dict[str, Any]] = capabilities):
+        """``probe`` reports GPUs and versions; tests replace it at the NVML boundary."""
         self.options = options
+        self._probe = probe
         self.name = options.name or socket.gethostname()
         self.data_dir = Path(options.data_dir)
         self.state = WorkerState(self.name)
@@ -116,6 +118,7 @@ class Worker:
         self.last_error: str | None = None
         self.started_at = time.time()
         self.status_server = None
+        self.capabilities: dict[str, Any] = {}
         self._links: set[PeerLink] = set()
         self._tasks: set[asyncio.Task] = set()
         self._watchdog = None
@@ -142,7 +145,7 @@ class Worker:
         self.secret = secrets.lookup_secret(self.room_id, explicit=self.options.room_secret)
         if self.secret is None:
             log.warning("no room secret configured: accepting any client of room %s (legacy mode); set one with `sleap-rtc room create-secret --room %s --save`", self.room_id, self.room_id)
-        self.capabilities = await asyncio.to_thread(capabilities)
+        self.capabilities = await asyncio.to_thread(self._probe)
         self.coordinator = CoordinatorClient(
             self.server_url, room_id=self.room_id, token=self.token, role="worker",
             metadata=self._metadata(), status=self.state.status.value,
@@ -228,8 +231,8 @@ class Worker:
             "name": self.name,
             "status": self.state.status.value,
             "job": None if job is None else {"id": job.job_id, "kind": job.kind, "state": job.state, "progress": job.last_progress, "started_at": job.started_at},
-            "gpus": self.capabilities.get("gpus", []) if hasattr(self, "capabilities") else [],
-            "accelerator": self.capabilities.get("accelerator") if hasattr(self, "capabilities") else None,
+            "gpus": self.capabilities.get("gpus", []),
+            "accelerator": self.capabilities.get("accelerator"),
             "outbox": [entry.job_id for entry in self.outbox.list()],
             "last_error": self.last_error,
             "version": __version__,
@@ -345,7 +348,9 @@ class Worker:
                     await asyncio.to_thread(self.outbox.ack, msg.job_id)
                     self.jobs.pop(msg.job_id, None)
                     log.info("job %s: results acknowledged by %s; outbox entry removed", msg.job_id, client)
-                    shutil.rmtree(self.data_dir / "incoming" / msg.job_id, ignore_errors=True)
+                    await asyncio.to_thread(shutil.rmtree, self.data_dir / "incoming" / msg.job_id, True)
+                    await asyncio.to_thread(shutil.rmtree, self.data_dir / "jobs" / msg.job_id, True)
+                await link.send(ResultReleased(job_id=msg.job_id))
         for job in self.jobs.values():
             job.followers.discard(link)
 

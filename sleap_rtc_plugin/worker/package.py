@@ -76,6 +76,8 @@ class InferenceSpec:
     device: str | None = None
     extra_args: list[str] = field(default_factory=list)
     only_suggested_frames: bool = False
+    video_index: int | None = None
+    frames: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -263,6 +265,12 @@ def parse_job_dir(root: Path) -> JobSpec:
             if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
                 raise PackageError(f"jobs.yaml: inference[{i}].extra_args must be a list of strings")
             output = PurePosixPath(str(job.get("output_path") or f"{data.name}.predictions.slp")).name
+            video_index = job.get("video_index")
+            if video_index is not None and (not isinstance(video_index, int) or isinstance(video_index, bool) or video_index < 0):
+                raise PackageError(f"jobs.yaml: inference[{i}].video_index must be a non-negative integer")
+            frames = job.get("frames") or []
+            if not isinstance(frames, list) or not all(isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in frames):
+                raise PackageError(f"jobs.yaml: inference[{i}].frames must be a list of non-negative frame numbers")
             inference.append(
                 InferenceSpec(
                     data_path=data,
@@ -272,6 +280,8 @@ def parse_job_dir(root: Path) -> JobSpec:
                     device=job.get("device"),
                     extra_args=list(extra),
                     only_suggested_frames=bool(job.get("only_suggested_frames", False)),
+                    video_index=video_index,
+                    frames=list(frames),
                 )
             )
     else:

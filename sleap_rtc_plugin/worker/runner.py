@@ -90,6 +90,23 @@ def hydra_value(value: str) -> str:
     raise JobFailed(f"path {value!r} contains both quote characters; rename it")
 
 
+def frame_ranges(frames: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` → ``"1-3,7"``: sleap-nn's ``--frames`` syntax, short enough for argv."""
+    parts: list[str] = []
+    ordered = sorted(set(frames))
+    if not ordered:
+        return ""
+    start = prev = ordered[0] if ordered else 0
+    for f in ordered[1:] + [None]:  # type: ignore[list-item]
+        if f is not None and f == prev + 1:
+            prev = f
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if f is not None:
+            start = prev = f
+    return ",".join(parts)
+
+
 def sleap_nn_argv(python: str, *args: str) -> list[str]:
     """``python -P -m sleap_nn.cli ARGS``: the module form works in any venv layout
     and keeps ``__main__.__spec__`` set, which sleap-nn needs for multi-GPU respawn."""
@@ -496,6 +513,10 @@ class InferenceJob(_Job):
             args += ["--device", str(entry.device)]
         if entry.only_suggested_frames:
             args += ["--only_suggested_frames"]
+        if entry.video_index is not None:
+            args += ["--video_index", str(entry.video_index)]
+        if entry.frames:
+            args += ["--frames", frame_ranges(entry.frames)]
         args += entry.extra_args
         return sleap_nn_argv(self._python, *args)
 

@@ -1,0 +1,170 @@
+"""A real coordinator, real workers and a real client on loopback, running real sleap-nn.
+
+Covers the worker's job lifecycle as a user meets it: train and get the model back,
+predict and get predictions back, a busy worker says so, Stop Early keeps the best
+model, Cancel kills the job, a client that leaves can come back for its results,
+and a hostile package is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zipfile
+from pathlib import Path
+
+import pytest
+import sleap_io as sio
+
+from fixtures_e2e import coordinator, cpu_worker, make_worker, project, room, spec_for  # noqa: F401
+from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
+from sleap_rtc_plugin import sample_data
+from sleap_rtc_plugin.client.api import RemoteError, attach, submit_inference, submit_training
+
+pytestmark = pytest.mark.slow
+
+
+async def collect(handle, *, until=None):
+    """Drain a handle's events; call ``until(event)`` and stop draining (not the job) when it returns True."""
+    events = []
+    async for event in handle.events():
+        events.append(event)
+        if until is not None and until(event):
+            break
+    return events
+
+
+def first_epoch(event) -> bool:
+    return event.kind == "progress" and event.data.get("event") == "epoch_end"
+
+
+async def test_train_remotely_and_get_the_model(cpu_worker, project, training_package):  # noqa: F811
+    handle = submit_training(training_package, spec_for(cpu_worker), project_dir=project)
+    events = await collect(handle)
+    outcome = await handle.result()
+
+    assert [d.parent for d in outcome.model_dirs] == [project / "models"]
+    run_dir = outcome.model_dirs[0]
+    assert (run_dir / "best.ckpt").stat().st_size > 0
+    assert (run_dir / "training_config.yaml").is_file()
+    kinds = [e.data.get("event") for e in events if e.kind == "progress"]
+    assert kinds.count("epoch_end") == 2 and "train_begin" in kinds and "train_end" in kinds
+    assert any(e.kind == "transfer" and e.data["done"] == e.data["total"] for e in events)
+    # The client acknowledged, so the worker's outbox let go of the results.
+    for _ in range(50):
+        if not cpu_worker.outbox.list():
+            break
+        await asyncio.sleep(0.1)
+    assert cpu_worker.outbox.list() == []
+    assert cpu_worker.state.status.value == "available"
+
+
+async def test_predict_remotely_returns_predictions(cpu_worker, project, trained_model, sample_labels, tmp_path):  # noqa: F811
+    package = sample_data.make_inference_package(sample_labels, [trained_model.run_dir], tmp_path / "pkg")
+    handle = submit_inference(package, spec_for(cpu_worker), project_dir=project)
+    events = await collect(handle)
+    outcome = await handle.result()
+
+    assert outcome.predictions is not None and outcome.predictions.parent == project / "predictions"
+    labels = sio.load_slp(str(outcome.predictions))
+    assert sum(len(lf.predicted_instances) for lf in labels.labeled_frames) > 0
+    assert any(e.kind == "progress" and "n_processed" in e.data for e in events)
+
+
+async def test_busy_worker_rejects_and_stop_early_keeps_best_model(cpu_worker, project, sample_labels, tmp_path):  # noqa: F811
+    long_package = sample_data.make_training_package(sample_labels, tmp_path / "long", epochs=200)
+    first = submit_training(long_package, spec_for(cpu_worker), project_dir=project)
+    await collect(first, until=first_epoch)
+
+    second = submit_training(long_package, spec_for(cpu_worker), project_dir=tmp_path / "other")
+    with pytest.raises(RemoteError) as info:
+        await second.result()
+    assert info.value.code == "busy"
+    assert "busy training job" in str(info.value) and "pick another worker" in str(info.value)
+
+    await first.stop_early()
+    rest = await collect(first)
+    outcome = await first.result()
+    epochs = [e for e in rest if e.kind == "progress" and e.data.get("event") == "epoch_end"]
+    assert len(epochs) < 100
+    assert (outcome.model_dirs[0] / "best.ckpt").is_file()
+
+
+async def test_cancel_kills_the_job_and_frees_the_worker(cpu_worker, project, sample_labels, tmp_path):  # noqa: F811
+    package = sample_data.make_training_package(sample_labels, tmp_path / "long", epochs=200)
+    handle = submit_training(package, spec_for(cpu_worker), project_dir=project)
+    await collect(handle, until=first_epoch)
+    engine = cpu_worker.job.engine
+    await handle.cancel()
+    with pytest.raises(RemoteError) as info:
+        await handle.result()
+    assert info.value.code == "job_cancelled"
+    assert not engine.running
+    assert cpu_worker.state.status.value == "available"
+    assert not (project / "models").exists()
+
+
+async def test_client_leaves_then_attaches_and_gets_results_once(cpu_worker, project, sample_labels, tmp_path):  # noqa: F811
+    package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=3)
+    handle = submit_training(package, spec_for(cpu_worker), project_dir=project)
+    await collect(handle, until=first_epoch)
+    await handle.detach()
+    outcome = await handle.result()
+    assert outcome.detached and not outcome.model_dirs
+
+    # The job keeps running without its client and parks its results in the outbox.
+    for _ in range(600):
+        if cpu_worker.outbox.get(handle.job_id) is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert cpu_worker.outbox.get(handle.job_id) is not None
+
+    again = attach(handle.job_id, spec_for(cpu_worker), project_dir=project)
+    await collect(again)
+    fetched = await again.result()
+    assert len(fetched.model_dirs) == 1 and (fetched.model_dirs[0] / "best.ckpt").is_file()
+    for _ in range(50):
+        if cpu_worker.outbox.get(handle.job_id) is None:
+            break
+        await asyncio.sleep(0.1)
+    assert cpu_worker.outbox.get(handle.job_id) is None
+
+    third = attach(handle.job_id, spec_for(cpu_worker), project_dir=project)
+    with pytest.raises(RemoteError) as info:
+        await third.result()
+    assert info.value.code == "unknown_job"
+    assert len(list((project / "models").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"../evil.sh": b"rm -rf ~"}, "points outside the package"),
+        ({"/etc/cron.d/x": b"* * * * * root x"}, "absolute path"),
+        ({"jobs.yaml": b"training: []\ninference: []\n"}, "no training and no inference"),
+    ],
+)
+async def test_malformed_package_is_refused_clearly(make_worker, project, tmp_path, entries, message):  # noqa: F811
+    worker = await make_worker("strict")
+    package = tmp_path / "bad.slp.training_job.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    handle = submit_training(package, spec_for(worker), project_dir=project)
+    with pytest.raises(RemoteError) as info:
+        await handle.result()
+    assert info.value.code == "job_failed"
+    assert "package rejected" in str(info.value) and message in str(info.value)
+    assert worker.state.status.value == "available"
+    assert not Path(worker.data_dir / "jobs" / handle.job_id).exists()
+
+
+async def test_room_secret_is_enforced_end_to_end(make_worker, project, training_package):  # noqa: F811
+    worker = await make_worker("guarded", secret="correct horse")
+    for secret, code in [(None, "secret_required"), ("wrong", None)]:
+        handle = submit_training(training_package, spec_for(worker, room_secret=secret), project_dir=project)
+        with pytest.raises(RemoteError) as info:
+            await handle.result()
+        if code:
+            assert info.value.code == code
+        assert "secret" in str(info.value).lower()
+    assert worker.state.status.value == "available"
