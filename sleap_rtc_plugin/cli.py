@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "worker": ("run a worker that trains and predicts for clients in a room", ".worker.cli", "add_arguments", "run"),
     "client-train": ("send a training package to a worker and fetch the trained model", ".client.cli", "add_train_arguments", "run_train"),
     "client-track": ("send an inference package to a worker and fetch the predictions", ".client.cli", "add_track_arguments", "run_track"),
+    "admin": ("administer a coordinator: workers, jobs, drain, worker tokens, audit log", ".coordinator.admin_cli", "add_arguments", "run"),
     "demo": ("train and predict remotely on a small generated dataset, all on this machine", ".client.demo", "add_arguments", "run"),
 }
 

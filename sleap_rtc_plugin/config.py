@@ -66,6 +66,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("worker.cancel_grace", 10.0, float, "Seconds between SIGTERM and SIGKILL when a job is cancelled."),
         Setting("transfer.max_file_mb", 20480, int, "Largest file a peer accepts, in MB."),
         Setting("transfer.cache_mb", 10240, int, "Size cap of the content-addressed transfer cache, in MB."),
+        Setting("transfer.direct", True, bool, "Send file bytes over a direct TLS stream when ICE shows the peers reach each other directly (LAN, VPN); false: data channel only."),
+        Setting("transfer.shared_paths", [], list, "Storage both sides mount, as 'client_prefix=worker_prefix' strings: files under it move as paths, not bytes."),
         Setting("client.results_dir", None, str, "Where results land when no SLEAP project dir is given. Unset: the current directory."),
     ]
 }

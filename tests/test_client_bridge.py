@@ -13,7 +13,6 @@ import asyncio
 import jsonpickle
 import pytest
 import zmq
-import zmq.asyncio
 
 from fixtures_e2e import coordinator, cpu_worker, make_worker, project, room, spec_for  # noqa: F401
 from fixtures_data import sample_labels, sample_root  # noqa: F401
@@ -23,10 +22,11 @@ from sleap_rtc_plugin.client.zmq_bridge import LossViewerBridge
 
 
 class FakeLossViewerSockets:
-    """The two sockets of SLEAP's LossViewer, bound on free loopback ports."""
+    """The two sockets of SLEAP's LossViewer, bound on free loopback ports and polled
+    from the event loop the way LossViewer polls them from a Qt timer."""
 
     def __init__(self):
-        self.ctx = zmq.asyncio.Context()
+        self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.subscribe(b"")
         self.publish_port = self.sub.bind_to_random_port("tcp://127.0.0.1")
@@ -34,10 +34,18 @@ class FakeLossViewerSockets:
         self.controller_port = self.ctrl.bind_to_random_port("tcp://127.0.0.1")
 
     async def next_message(self, timeout: float = 60.0) -> dict:
-        return jsonpickle.decode(await asyncio.wait_for(self.sub.recv_string(), timeout))
+        """The next message LossViewer would act on (the bridge's probes are skipped, as LossViewer ignores them)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.sub.poll(0, zmq.POLLIN):
+                    msg = jsonpickle.decode(self.sub.recv_string())
+                    if msg.get("event") != "probe":
+                        return msg
+                else:
+                    await asyncio.sleep(0.01)
 
     async def press_stop_early(self) -> None:
-        await self.ctrl.send_string(jsonpickle.encode(dict(command="stop")))
+        self.ctrl.send_string(jsonpickle.encode(dict(command="stop")))
 
     def close(self) -> None:
         self.sub.close(0)
@@ -55,7 +63,6 @@ def viewer():
 async def test_bridge_announces_a_missed_train_begin_and_forwards_stop(viewer):
     stops = []
     async with LossViewerBridge(viewer.publish_port, viewer.controller_port, on_stop=lambda: stops.append(1)) as bridge:
-        await asyncio.sleep(0.3)  # ZMQ connects asynchronously: a PUB drops messages before that
         await bridge.publish({"what": "centroid", "event": "epoch_end", "epoch": 3, "logs": {"train/loss": 0.5}})
         first, second = await viewer.next_message(), await viewer.next_message()
         assert (first["event"], first["what"]) == ("train_begin", "centroid")
@@ -93,7 +100,7 @@ async def test_remote_training_draws_in_loss_viewer_and_stop_early_reaches_worke
     while True:
         try:
             msg = await viewer.next_message(timeout=0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         ends += msg["event"] == "epoch_end"
     assert ends < 100

@@ -6,6 +6,12 @@ part on the client machine: events that arrived from the worker over the data
 channel are sent as the same JSON strings, and a ``{"command": "stop"}`` from the
 LossViewer's Stop Early button is handed to ``on_stop`` (which forwards it to the
 worker). So the stock monitor draws remote curves without knowing they are remote.
+
+A PUB socket drops what it sends before the LossViewer's subscription has reached
+it (ZMQ's "slow joiner"); that would lose ``train_begin``. So :meth:`start` first
+sends a few probe messages over a quarter second. A probe's ``what`` never matches a
+real run, so the LossViewer ignores it. (An XPUB socket, which would *see* the
+subscription arrive, never received one from a bound SUB here with libzmq 4.3.5.)
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import zmq
 import zmq.asyncio
 
 log = logging.getLogger(__name__)
+
+PROBES = 10
+PROBE = json.dumps({"what": "sleap-rtc:probe", "event": "probe", "logs": None})
 
 StopCallback = Callable[[], Awaitable[None] | None]
 
@@ -53,6 +62,9 @@ class LossViewerBridge:
             self._sub.subscribe(b"")
             self._sub.connect(self.controller_address)
             self._task = asyncio.ensure_future(self._read_commands())
+        for _ in range(PROBES):
+            await self._pub.send_string(PROBE)
+            await asyncio.sleep(0.025)
         log.info("loss-viewer bridge publishing to %s, controller %s", self.publish_address, self.controller_address)
 
     async def publish(self, event: dict[str, Any]) -> None:

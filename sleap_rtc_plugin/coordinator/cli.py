@@ -30,6 +30,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=None, help=f"SQLite file for rooms (default {default_db_path()}; ':memory:' keeps nothing)")
     parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds between server pings (default 10)")
     parser.add_argument("--heartbeat-timeout", type=float, default=30.0, help="drop a peer silent for this many seconds (default 30)")
+    parser.add_argument("--lease-seconds", type=float, default=60.0, help="a dispatched job's lease, renewed by its worker's heartbeats (default 60)")
+    parser.add_argument("--reconnect-grace", type=float, default=60.0, help="extra seconds a silent worker keeps its job before it is requeued (default 60)")
 
 
 def _ensure_logging() -> None:
@@ -46,6 +48,8 @@ async def run_server(args: argparse.Namespace) -> int:
         args.db,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout,
+        lease_seconds=getattr(args, "lease_seconds", 60.0),
+        reconnect_grace=getattr(args, "reconnect_grace", 60.0),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

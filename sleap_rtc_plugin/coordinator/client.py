@@ -39,6 +39,7 @@ from ..protocol.coordinator import (
     RoomCreated,
     UpdatePeer,
 )
+from ..protocol.queue import AdminRequest, AdminResult, JobDispatch, JobReport, Queued, QueueCancel, QueueSubmit, QueueUpdate, QueueWatch, Requirements
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ INBOX_SIZE = 256
 _WS_MAX_SIZE = 1024 * 1024
 
 RelayHandler = Callable[[Relay], Any]
+#: Unsolicited coordinator messages other than relays (queue updates, job dispatches).
+Pushed = QueueUpdate | JobDispatch
+PushHandler = Callable[[Pushed], Any]
 
 
 class CoordinatorError(Exception):
@@ -115,6 +119,23 @@ async def create_room(url: str, ttl_hours: float = 720.0, *, timeout: float = 10
     return reply.room_id, reply.token, reply.expires_at
 
 
+async def admin_request(url: str, token: str, action: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
+    """Run one admin action (``sleap-rtc admin ...``) and return its result."""
+    ws = await _open_socket(url, timeout)
+    try:
+        try:
+            frame = AdminRequest(token=token, action=action, args=dict(args or {}), ref="admin").encode()  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            raise CoordinatorError(exc.code, exc.message) from None
+        await ws.send(frame)
+        reply = await _await_reply(ws, "admin", timeout)
+    finally:
+        await ws.close()
+    if not isinstance(reply, AdminResult):
+        raise CoordinatorError("unexpected_type", f"expected admin_result, got {reply.TYPE}")
+    return reply.result
+
+
 class CoordinatorClient:
     """One peer's registered connection to the coordinator."""
 
@@ -154,6 +175,8 @@ class CoordinatorClient:
         self._inbox: collections.deque[Relay] = collections.deque(maxlen=INBOX_SIZE)
         self._inbox_changed = asyncio.Event()
         self._handlers: list[RelayHandler] = []
+        self._pushed: collections.deque[Pushed] = collections.deque(maxlen=INBOX_SIZE)
+        self._push_handlers: list[PushHandler] = []
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Event()
         self._finished = asyncio.Event()
@@ -287,6 +310,73 @@ class CoordinatorClient:
     def remove_relay_handler(self, callback: RelayHandler) -> None:
         with contextlib.suppress(ValueError):
             self._handlers.remove(callback)
+
+    # --- queue ------------------------------------------------------------------------
+
+    async def queue_submit(
+        self,
+        job_id: str,
+        spec: dict[str, Any],
+        *,
+        min_gpu_memory_mb: int = 0,
+        gpu_count: int = 0,
+        labels: dict[str, str] | None = None,
+        worker_id: str | None = None,
+        priority: int = 0,
+        max_retries: int = 3,
+        retry_job_errors: bool = False,
+    ) -> int:
+        """Queue a job in this room; return its position (0 = next to be dispatched).
+        Follow it with :meth:`next_push` (``queue_update`` events)."""
+        requirements = Requirements(min_gpu_memory_mb=min_gpu_memory_mb, gpu_count=gpu_count, labels=dict(labels or {}), worker_id=worker_id)
+        reply = await self._request(
+            QueueSubmit(spec=spec, job_id=job_id, requirements=requirements, priority=priority, max_retries=max_retries, retry_job_errors=retry_job_errors)
+        )
+        assert isinstance(reply, Queued)
+        return reply.position
+
+    async def queue_watch(self, job_id: str) -> QueueUpdate:
+        """Follow (and own) a queued job from this connection; return its current state."""
+        reply = await self._request(QueueWatch(job_id=job_id))
+        assert isinstance(reply, QueueUpdate)
+        return reply
+
+    async def queue_cancel(self, job_id: str) -> None:
+        await self._request(QueueCancel(job_id=job_id))
+
+    async def report(self, job_id: str, attempt: int, state: str, *, failure: str | None = None, message: str = "", detail: dict[str, Any] | None = None) -> None:
+        """Worker: report on one attempt. Raises ``CoordinatorError('stale_attempt')`` when
+        the job has moved on to another attempt: stop working on it."""
+        await self._request(JobReport(job_id=job_id, attempt=attempt, state=state, failure=failure, message=message, detail=dict(detail or {})))  # type: ignore[arg-type]
+
+    async def next_push(self, type_name: str | None = None, *, job_id: str | None = None, timeout: float | None = None,
+                        where: Callable[[Pushed], bool] | None = None) -> Pushed:
+        """Return (and remove) the oldest pushed ``queue_update``/``job_dispatch`` matching."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for i, msg in enumerate(self._pushed):
+                    if (type_name is None or msg.TYPE == type_name) and (job_id is None or msg.job_id == job_id) and (where is None or where(msg)):
+                        del self._pushed[i]
+                        return msg
+                if self._finished.is_set():
+                    raise self._failure or CoordinatorError("closed", "the client was closed")
+                changed = self._inbox_changed
+                finished = asyncio.ensure_future(self._finished.wait())
+                waiter = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    finished.cancel()
+
+    def add_push_handler(self, callback: PushHandler) -> None:
+        """Call ``callback(msg)`` (sync or async) for every ``queue_update``/``job_dispatch``;
+        they are still kept for :meth:`next_push` too."""
+        self._push_handlers.append(callback)
+
+    def remove_push_handler(self, callback: PushHandler) -> None:
+        with contextlib.suppress(ValueError):
+            self._push_handlers.remove(callback)
 
     # --- internals --------------------------------------------------------------------
 
@@ -430,20 +520,29 @@ class CoordinatorClient:
                 future.set_exception(CoordinatorError(msg.code, msg.message, source=msg.source))
             else:
                 future.set_result(msg)
+        elif isinstance(msg, (QueueUpdate, JobDispatch)):
+            self._push(msg)
         elif isinstance(msg, Error):
             log.warning("coordinator error: %s: %s", msg.code, msg.message)
         elif not isinstance(msg, (Pong, Ok)):
             log.debug("ignoring unsolicited %s from the coordinator", msg.TYPE)
 
+    def _push(self, msg: Pushed) -> None:
+        self._pushed.append(msg)
+        self._wake_and_call(msg, self._push_handlers)
+
     def _deliver(self, relay: Relay) -> None:
         if len(self._inbox) == self._inbox.maxlen:
             log.warning("relay inbox full; dropping the oldest unclaimed relay")
         self._inbox.append(relay)
+        self._wake_and_call(relay, self._handlers)
+
+    def _wake_and_call(self, msg: Any, handlers: list[Callable[[Any], Any]]) -> None:
         changed, self._inbox_changed = self._inbox_changed, asyncio.Event()
         changed.set()
-        for handler in list(self._handlers):
+        for handler in list(handlers):
             try:
-                result = handler(relay)
+                result = handler(msg)
             except Exception:  # noqa: BLE001 - a handler bug must not stop the reader
                 log.exception("relay handler %r failed", handler)
                 continue

@@ -26,6 +26,11 @@ class PeerEntry:
     link: Any
     room_expires_at: float
     connected_at: float = field(default_factory=time.time)
+    #: Registered with a worker token (revoking it drops this connection).
+    via_token: bool = False
+    #: What the peer itself last said, before admin policy (labels, drain) was applied.
+    reported_status: str = ""
+    reported_labels: dict[str, Any] = field(default_factory=dict)
     _info_json: str | None = field(default=None, repr=False)
 
     def update(self, *, status: str | None = None, metadata: dict[str, Any] | None = None) -> None:

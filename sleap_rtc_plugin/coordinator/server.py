@@ -46,7 +46,11 @@ from ..protocol.coordinator import (
     RoomCreated,
     UpdatePeer,
 )
+from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, JobReport, Queued, QueueCancel, QueueSubmit, QueueWatch
+from .admin import AdminService
+from .jobstore import WORKER_TOKEN_PREFIX, JobStore
 from .presence import PeerEntry, Presence
+from .queue import JobQueue
 from .store import MAX_TTL_HOURS, RoomAccessError, RoomStore
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,7 @@ OUTBOX_SIZE = 256
 #: Close code for a peer dropped by the server (heartbeat, slow consumer, expiry).
 CLOSE_DROPPED = 4000
 
-_CLIENT_BOUND = {"room_created", "registered", "peer_list", "ok", "error"}
+_CLIENT_BOUND = {"room_created", "registered", "peer_list", "ok", "error"} | SENT_BY_COORDINATOR
 
 
 @dataclass(eq=False)
@@ -134,6 +138,11 @@ def peer_list_frame(peer_jsons: list[str], ref: str | None, *, truncated: bool) 
     )
 
 
+def _labels_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    labels = metadata.get("labels")
+    return dict(labels) if isinstance(labels, dict) else {}
+
+
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":")).encode())
 
@@ -149,15 +158,24 @@ class CoordinatorServer:
         *,
         heartbeat_interval: float = 10.0,
         heartbeat_timeout: float = 30.0,
+        lease_seconds: float = 60.0,
+        reconnect_grace: float = 60.0,
     ):
         if heartbeat_timeout <= heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+        if lease_seconds <= heartbeat_interval:
+            raise ValueError("lease_seconds must be longer than heartbeat_interval (heartbeats renew the lease)")
         self.host = host
         self.port = port
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.store = RoomStore(db_path)
         self.presence = Presence()
+        self.jobstore = JobStore(self.store)
+        self.queue = JobQueue(self.jobstore, self.presence, lease_seconds=lease_seconds, reconnect_grace=reconnect_grace, audit=self.audit)
+        self.admin = AdminService(self)
+        self._audit_tasks: set[asyncio.Task[None]] = set()
+        self._queue_task: asyncio.Task[None] | None = None
         self._links: set[Link] = set()
         self._server: Server | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -172,6 +190,8 @@ class CoordinatorServer:
 
     async def start(self) -> None:
         await self.store.open()
+        await self.jobstore.open()
+        await self.queue.load()
         self._room_count = await self.store.count_rooms()
         self._server = await serve(
             self._handle,
@@ -185,18 +205,21 @@ class CoordinatorServer:
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="coordinator-heartbeat")
+        self._queue_task = asyncio.create_task(self._queue_loop(), name="coordinator-queue")
         log.info("coordinator listening on %s (db %s)", self.url, self.store.db_path)
 
     async def stop(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
-            self._heartbeat_task = None
+        for task in (self._heartbeat_task, self._queue_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._heartbeat_task = self._queue_task = None
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
+        await self.flush_audit()
         await self.store.close()
         log.info("coordinator stopped")
 
@@ -231,6 +254,65 @@ class CoordinatorServer:
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         return response
+
+    # --- audit -----------------------------------------------------------------------
+
+    def audit(self, kind: str, actor: str, *, room_id: str | None = None, subject: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        """Append to the audit log without making the caller wait; writes stay in order
+        (one database thread) and :meth:`flush_audit` waits for them."""
+        task = asyncio.ensure_future(self._write_audit(kind, actor, room_id, subject, detail))
+        self._audit_tasks.add(task)
+        task.add_done_callback(self._audit_tasks.discard)
+
+    async def _write_audit(self, kind: str, actor: str, room_id: str | None, subject: str | None, detail: dict[str, Any] | None) -> None:
+        try:
+            await self.jobstore.audit(kind, actor, room_id=room_id, subject=subject, detail=detail)
+        except Exception:  # noqa: BLE001 - the audit log failing must not fail the request
+            log.exception("audit write failed (%s by %s)", kind, actor)
+
+    async def flush_audit(self) -> None:
+        if self._audit_tasks:
+            await asyncio.gather(*list(self._audit_tasks), return_exceptions=True)
+
+    # --- queue ---------------------------------------------------------------------------
+
+    async def _queue_loop(self) -> None:
+        """Lease expiry and dispatch retries, at least once per heartbeat interval."""
+        interval = min(self.heartbeat_interval, self.queue.lease_seconds / 4, max(self.queue.reconnect_grace / 4, 0.05))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.queue.tick()
+            except Exception:  # noqa: BLE001 - one bad job must not stop lease checks
+                log.exception("queue tick failed")
+
+    def apply_policy(self, entry: PeerEntry) -> None:
+        """Admin policy over what a worker says about itself: admin labels win over its
+        own, and a drained worker shows ``draining`` instead of ``available``."""
+        if entry.role != "worker":
+            return
+        record = self.queue.record(entry.room_id, entry.peer_id)
+        metadata = entry.metadata
+        if record is not None and record.labels:
+            metadata = {**entry.metadata, "labels": {**entry.reported_labels, **record.labels}}
+        elif entry.metadata.get("labels", {}) != entry.reported_labels and "labels" in entry.metadata:
+            metadata = {**entry.metadata, "labels": dict(entry.reported_labels)}
+        status = entry.status
+        drained = record is not None and record.drained
+        if drained and status == "available":
+            status = "draining"
+        elif not drained and status == "draining" and entry.reported_status != "draining":
+            status = entry.reported_status
+        if status != entry.status:
+            log.info("peer status room=%s peer=%s %s -> %s (admin policy)", entry.room_id, entry.peer_id, entry.status, status)
+        entry.update(status=status, metadata=metadata)
+
+    def disconnect(self, entry: PeerEntry, reason: str) -> None:
+        """Remove a peer from presence and close its socket (e.g. its token was revoked)."""
+        link = entry.link
+        link.send(Error(code="token_revoked", message=f"{reason}; ask the administrator for a new worker token"))
+        self._forget(link, reason)
+        link.drop(reason)
 
     # --- heartbeats -----------------------------------------------------------------
 
@@ -270,6 +352,8 @@ class CoordinatorServer:
         try:
             async for raw in conn:
                 link.last_seen = time.monotonic()
+                if link.entry is not None and link.entry.role == "worker":
+                    self.queue.renew(link.entry)
                 try:
                     await self._on_frame(link, raw)
                 except ProtocolError as exc:
@@ -318,6 +402,10 @@ class CoordinatorServer:
         if isinstance(msg, Register):
             await self._on_register(link, msg)
             return
+        if isinstance(msg, AdminRequest):
+            result = await self.admin.handle(link, msg)
+            link.send(AdminResult(action=msg.action, result=result, ref=msg.ref))
+            return
         if link.entry is None:
             raise ProtocolError("not_registered", f"send 'register' before {msg.TYPE!r}", ref=ref)
         if isinstance(msg, UpdatePeer):
@@ -326,6 +414,13 @@ class CoordinatorServer:
             self._on_discover(link, msg)
         elif isinstance(msg, Relay):
             self._on_relay(link, msg)
+        elif isinstance(msg, (QueueSubmit, QueueWatch, QueueCancel)):
+            await self._on_queue_request(link, msg)
+        elif isinstance(msg, JobReport):
+            if link.entry.role != "worker":
+                raise ProtocolError("not_worker", "only workers report on jobs", ref=msg.ref)
+            await self.queue.report(link.entry, msg)
+            link.send(Ok(ref=msg.ref))
         else:  # a type registered in COORDINATOR that this server has no handler for
             raise ProtocolError("unexpected_type", f"{msg.TYPE!r} is not handled by this coordinator", ref=ref)
 
@@ -340,16 +435,24 @@ class CoordinatorServer:
             raise ProtocolError("already_registered", f"this connection is already {link.entry.peer_id}; open a new one", ref=msg.ref)
         if _json_size(msg.metadata) > MAX_METADATA_BYTES:
             raise ProtocolError("oversize", f"metadata exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
+        via_token = msg.token.startswith(WORKER_TOKEN_PREFIX)
         try:
-            room = await self.store.check_token(msg.room_id, msg.token)
+            if via_token:
+                room, peer_id = await self._check_worker_token(msg)
+            else:
+                room = await self.store.check_token(msg.room_id, msg.token)
+                peer_id = msg.peer_id or f"{msg.role[0]}-{secrets.token_hex(6)}"
+                record = self.queue.record(room.room_id, peer_id)
+                if msg.role == "worker" and record is not None and record.has_token:
+                    raise RoomAccessError("token_required", f"worker id {peer_id!r} is bound to a worker token; register with that token")
         except RoomAccessError as exc:
             log.warning("registration refused from %s room=%s: %s", link.who, msg.room_id[:64], exc.code)
+            self.audit("register_failed", link.who, room_id=msg.room_id[:128], subject=(msg.peer_id or "")[:128], detail={"code": exc.code, "role": msg.role, "via_token": via_token})
             raise ProtocolError(exc.code, exc.message, ref=msg.ref) from None
         if link.dropped or link not in self._links:
             return
         if link.entry is not None:  # a concurrent register on this socket won the race
             raise ProtocolError("already_registered", "this connection is already registered", ref=msg.ref)
-        peer_id = msg.peer_id or f"{msg.role[0]}-{secrets.token_hex(6)}"
         existing = self.presence.get(room.room_id, peer_id)
         if existing is not None:
             raise ProtocolError(
@@ -365,11 +468,48 @@ class CoordinatorServer:
             metadata=msg.metadata,
             link=link,
             room_expires_at=room.expires_at,
+            via_token=via_token,
+            reported_status=msg.status,
+            reported_labels=_labels_of(msg.metadata),
         )
+        self.apply_policy(entry)
         self.presence.add(entry)
         link.entry = entry
-        log.info("peer registered room=%s peer=%s role=%s status=%s", room.room_id, peer_id, msg.role, msg.status)
+        log.info("peer registered room=%s peer=%s role=%s status=%s", room.room_id, peer_id, msg.role, entry.status)
+        self.audit("register", link.who, room_id=room.room_id, subject=peer_id, detail={"role": msg.role, "via_token": via_token, "status": entry.status})
         link.send(Registered(peer_id=peer_id, room_id=room.room_id, heartbeat_interval=self.heartbeat_interval, ref=msg.ref))
+        if msg.role == "worker":
+            await self.queue.worker_registered(entry)
+        else:
+            await self.queue.dispatch(room.room_id)
+
+    async def _check_worker_token(self, msg: Register) -> tuple[Any, str]:
+        """Room and worker id bound to a worker token; the token is the credential."""
+        record = await self.jobstore.worker_by_token(msg.token)
+        if record is None or record.room_id != msg.room_id or msg.role != "worker":
+            raise RoomAccessError("bad_token", "worker token not recognised for this room (revoked or rotated?); ask the administrator for the current one")
+        if msg.peer_id and msg.peer_id != record.worker_id:
+            raise RoomAccessError("bad_token", f"this worker token belongs to worker {record.worker_id!r}; register as that worker")
+        room = await self.store.get_room(msg.room_id)
+        self.queue.set_record(record)
+        return room, record.worker_id
+
+    async def _on_queue_request(self, link: Link, msg: QueueSubmit | QueueWatch | QueueCancel) -> None:
+        entry = link.entry
+        assert entry is not None
+        if entry.role != "client":
+            raise ProtocolError("not_client", f"only clients send {msg.TYPE}", ref=msg.ref)
+        if isinstance(msg, QueueSubmit):
+            if _json_size(msg.spec) > MAX_METADATA_BYTES:
+                raise ProtocolError("oversize", f"job spec exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
+            job = await self.queue.submit(entry, msg)
+            link.send(Queued(job_id=job.job_id, position=self.queue.position(job) or 0, ref=msg.ref))
+            await self.queue.dispatch(entry.room_id)
+        elif isinstance(msg, QueueWatch):
+            await self.queue.watch(entry, msg.job_id, msg.ref)
+        else:
+            await self.queue.cancel(entry, msg.job_id, actor=entry.peer_id, ref=msg.ref)
+            link.send(Ok(ref=msg.ref))
 
     def _on_update(self, link: Link, msg: UpdatePeer) -> None:
         entry = link.entry
@@ -379,7 +519,20 @@ class CoordinatorServer:
         if msg.status is not None and msg.status != entry.status:
             log.info("peer status room=%s peer=%s %s -> %s", entry.room_id, entry.peer_id, entry.status, msg.status)
         entry.update(status=msg.status, metadata=msg.metadata)
+        if msg.status is not None:
+            entry.reported_status = msg.status
+        if msg.metadata is not None:
+            entry.reported_labels = _labels_of(msg.metadata)
+        self.apply_policy(entry)
         link.send(Ok(ref=msg.ref))
+        if entry.role == "worker" and entry.status == "available":
+            asyncio.ensure_future(self._dispatch_quietly(entry.room_id))
+
+    async def _dispatch_quietly(self, room_id: str) -> None:
+        try:
+            await self.queue.dispatch(room_id)
+        except Exception:  # noqa: BLE001 - the next queue tick retries
+            log.exception("dispatch in room %s failed", room_id)
 
     def _on_discover(self, link: Link, msg: Discover) -> None:
         entry = link.entry
@@ -415,6 +568,12 @@ class CoordinatorServer:
         target = self.presence.get(sender.room_id, msg.target)
         if target is None:
             raise ProtocolError("unknown_peer", f"no peer {msg.target[:64]!r} is connected in this room; discover again", ref=msg.ref)
+        if msg.kind == "offer" and target.role == "worker" and self.queue.drained(target.room_id, target.peer_id):
+            held = self.queue.holding(target.room_id, target.peer_id)
+            job = self.queue.jobs.get(held) if held else None
+            own_job = job is not None and job.client_id == sender.peer_id and msg.payload.get("job_id") == job.job_id
+            if msg.payload.get("intent", "submit") != "attach" and not own_job:
+                raise ProtocolError("worker_draining", f"worker {target.peer_id} is draining and takes no new jobs; pick another worker or use --queue", ref=msg.ref)
         target.link.send(Relay(target=target.peer_id, kind=msg.kind, payload=msg.payload, source=sender.peer_id))
         log.debug("relayed %s room=%s %s -> %s", msg.kind, sender.room_id, sender.peer_id, target.peer_id)
         link.send(Ok(ref=msg.ref))

@@ -83,6 +83,7 @@ class RoomStore:
         db = sqlite3.connect(self.db_path, isolation_level=None)
         if self.db_path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
         self._db = db
 
@@ -139,6 +140,16 @@ class RoomStore:
         if expires_at <= time.time():
             raise RoomAccessError("room_expired", f"room {room_id} has expired; create a new room")
         return Room(room_id, expires_at)
+
+    async def get_room(self, room_id: str) -> Room:
+        """The room if it exists and has not expired (for worker-token registration,
+        where the worker token, not the room token, is the credential)."""
+        row = await self._run(self._select, room_id)
+        if row is None:
+            raise RoomAccessError("bad_token", "room id or token not recognised; check both or create a new room")
+        if float(row[1]) <= time.time():
+            raise RoomAccessError("room_expired", f"room {room_id} has expired; create a new room")
+        return Room(room_id, float(row[1]))
 
     def _select(self, room_id: str) -> tuple[str, float] | None:
         assert self._db is not None

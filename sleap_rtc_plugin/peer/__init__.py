@@ -6,6 +6,9 @@ Typical use::
     await link.authenticate(lookup_secret(room_id))
     await link.send_file("job.zip")
     await link.send(JobSubmit(...)); reply = await link.recv()
+
+Pass ``fastpaths=FastPaths.from_settings(settings)`` to ``connect``/``accept`` to let
+transfers use shared storage or a direct TLS stream when the peers allow it.
 """
 
 from .connection import accept, connect
@@ -19,12 +22,13 @@ from .errors import (
     PeerLinkError,
     TransferError,
 )
+from .fastpath import FastPaths
 from .ice import enable_loopback_candidates
 from .link import PeerLink
 from .transfer import FileReceiver, ReceivedFile, SentFile, sanitize_name
 
 __all__ = [
-    "AuthError", "ChannelTimeoutError", "ConnectError", "FileReceiver", "IceFailedError", "LinkClosedError",
+    "AuthError", "ChannelTimeoutError", "ConnectError", "FastPaths", "FileReceiver", "IceFailedError", "LinkClosedError",
     "NoAnswerError", "PeerLink", "PeerLinkError", "ReceivedFile", "SentFile", "TransferError", "accept",
     "connect", "enable_loopback_candidates", "sanitize_name",
 ]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, PeerError
 from .errors import AuthError
+from .fastpath import parse_features, software_string
 
 if TYPE_CHECKING:
     from .link import PeerLink
@@ -86,12 +87,21 @@ async def _respond(link: "PeerLink", secret: bytes, prover: str, timeout: float)
     link._send(AuthResponse(mac=proof(secret, prover=prover, nonce=nonce, worker_fingerprint=worker_fp, client_fingerprint=client_fp)))
 
 
+def _hello(link: "PeerLink", secret: bytes | None) -> Hello:
+    return Hello(role=link.role, peer_id=link.peer_id, auth_required=secret is not None, software=software_string(link.fastpaths.features()))
+
+
+def _note_hello(link: "PeerLink", hello: Hello) -> None:
+    link.remote_peer_id = hello.peer_id
+    link.remote_features = parse_features(hello.software)
+
+
 async def run_worker(link: "PeerLink", secret: bytes | None, timeout: float) -> str:
-    link._send(Hello(role="worker", peer_id=link.peer_id, auth_required=secret is not None))
+    link._send(_hello(link, secret))
     hello = await _expect(link, Hello, timeout)
     if hello.role != "client":
         raise AuthError("protocol", f"expected a client on this link, got a {hello.role}")
-    link.remote_peer_id = hello.peer_id
+    _note_hello(link, hello)
     if secret is None:
         _warn_legacy("no room secret configured: accepting clients without authentication (legacy mode); create one with `sleap-rtc room create-secret`")
         return "legacy"
@@ -110,11 +120,11 @@ async def run_worker(link: "PeerLink", secret: bytes | None, timeout: float) -> 
 
 
 async def run_client(link: "PeerLink", secret: bytes | None, require: bool, timeout: float) -> str:
-    link._send(Hello(role="client", peer_id=link.peer_id, auth_required=secret is not None))
+    link._send(_hello(link, secret))
     hello = await _expect(link, Hello, timeout)
     if hello.role != "worker":
         raise AuthError("protocol", f"expected a worker on this link, got a {hello.role}")
-    link.remote_peer_id = hello.peer_id
+    _note_hello(link, hello)
     if not hello.auth_required:
         if require:
             raise AuthError("worker_unauthenticated", f"worker {hello.peer_id!r} has no room secret configured, but this client requires one")

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Iterable, Literal
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
+from .fastpath import FastPaths
 from .errors import ChannelTimeoutError, ConnectError, IceFailedError, NoAnswerError
 from .ice import enable_loopback_candidates, loopback_requested, rtc_configuration
 from .link import PeerLink
@@ -72,9 +73,10 @@ async def _wait_open(pc: RTCPeerConnection, opened: asyncio.Future, timeout: flo
     raise ChannelTimeoutError(f"peers connected but the data channel did not open within {timeout:g} s")
 
 
-def _link(pc: RTCPeerConnection, channel, role: Role, peer_id: str, started: float) -> PeerLink:
+def _link(pc: RTCPeerConnection, channel, role: Role, peer_id: str, started: float, fastpaths: FastPaths | None) -> PeerLink:
     link = PeerLink(
         DataChannelTransport(pc, channel),
+        fastpaths=fastpaths,
         role=role,
         peer_id=peer_id,
         local_fingerprint=_fingerprint(pc.localDescription.sdp),
@@ -93,8 +95,13 @@ async def connect(
     role: Role = "client",
     peer_id: str = "",
     allow_loopback: bool | None = None,
+    fastpaths: FastPaths | None = None,
 ) -> PeerLink:
-    """Offer a connection; ``send_offer`` ships the offer payload and returns the answer payload."""
+    """Offer a connection; ``send_offer`` ships the offer payload and returns the answer payload.
+
+    ``fastpaths`` (e.g. ``FastPaths.from_settings(settings)``) enables the faster
+    transfer paths beneath the data channel; None keeps every byte on the data channel.
+    """
     if loopback_requested(allow_loopback):
         enable_loopback_candidates()
     started = time.monotonic()
@@ -110,7 +117,7 @@ async def connect(
             raise NoAnswerError(f"no answer to the connection offer within {timeout:g} s (is the worker running?)") from None
         await pc.setRemoteDescription(_description(answer, "answer"))
         await _wait_open(pc, opened, timeout, started)
-        return _link(pc, channel, role, peer_id, started)
+        return _link(pc, channel, role, peer_id, started, fastpaths)
     except BaseException:
         await pc.close()
         raise
@@ -124,6 +131,7 @@ async def accept(
     role: Role = "worker",
     peer_id: str = "",
     allow_loopback: bool | None = None,
+    fastpaths: FastPaths | None = None,
 ) -> tuple[dict, "asyncio.Task[PeerLink]"]:
     """Answer an offer. Returns the answer payload to relay back, and a task that
     resolves to the :class:`PeerLink` once the data channel is open (or raises a
@@ -153,7 +161,7 @@ async def accept(
     async def _finish() -> PeerLink:
         try:
             channel = await _wait_open(pc, opened, timeout, started)
-            return _link(pc, channel, role, peer_id, started)
+            return _link(pc, channel, role, peer_id, started, fastpaths)
         except BaseException:
             await pc.close()
             raise

@@ -26,7 +26,8 @@ from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, Keep
 from ..protocol.transfer import TRANSFER_TYPES
 from . import auth
 from .errors import AuthError, LinkClosedError
-from .transfer import DEFAULT_MAX_SIZE, FileReceiver, Progress, ReceivedFile, SentFile, Transfers
+from .fastpath import FastPaths
+from .transfer import DEFAULT_CACHE_MAX_BYTES, DEFAULT_MAX_SIZE, FileReceiver, Progress, ReceivedFile, SentFile, Transfers
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ class PeerLink:
         remote_fingerprint: str = "",
         keepalive_interval: float = 10.0,
         idle_timeout: float = 45.0,
+        fastpaths: FastPaths | None = None,
     ):
         self.transport = transport
+        self.fastpaths = fastpaths if fastpaths is not None else FastPaths(direct=False)
+        self.remote_features: set[str] = set()
         self.role = role
         self.peer_id = peer_id
         self.remote_peer_id = ""
@@ -210,13 +214,26 @@ class PeerLink:
         return mode
 
     # -- files ---------------------------------------------------------------
-    def accept_files(self, dest_dir: str | Path, *, cache_dir: str | Path | None = None, max_size: int = DEFAULT_MAX_SIZE) -> FileReceiver:
-        """Accept incoming files into ``dest_dir`` (names sanitized; resumable; cached by sha256)."""
-        self.transfers.receiver = FileReceiver(dest_dir, cache_dir=cache_dir, max_size=max_size)
+    def accept_files(
+        self,
+        dest_dir: str | Path,
+        *,
+        cache_dir: str | Path | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
+    ) -> FileReceiver:
+        """Accept incoming files into ``dest_dir`` (names sanitized; resumable; cached by sha256,
+        the cache capped at ``cache_max_bytes`` with least-recently-used eviction; None: no cap)."""
+        self.transfers.receiver = FileReceiver(dest_dir, cache_dir=cache_dir, max_size=max_size, cache_max_bytes=cache_max_bytes)
         return self.transfers.receiver
 
     async def send_file(self, path: str | Path, *, name: str | None = None, progress: Progress | None = None) -> SentFile:
-        """Stream ``path`` to the peer; resumes a partial copy, or costs one round trip if the peer has it cached."""
+        """Send ``path`` to the peer; resumes a partial copy, or costs one round trip if the peer has it cached.
+
+        On a link opened with ``fastpaths`` the bytes take the fastest path both peers
+        support (shared storage, direct TLS stream, data channel); ``SentFile.via``,
+        ``.mb_per_s`` and ``.summary()`` report which one and how fast.
+        """
         if not self.authenticated:
             raise AuthError("unauthenticated", "authenticate the link before sending files")
         return await self.transfers.send_file(Path(path), name=name, progress=progress)

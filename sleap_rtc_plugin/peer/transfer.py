@@ -21,7 +21,17 @@ Disk full: free space is checked against the announced size up front, and
 resumes once space is freed.
 
 All file IO and hashing run in ``asyncio.to_thread``; memory use is one chunk per
-side plus the transport's send buffer.
+side plus the transport's send buffer. The receiver hashes while it writes (the
+prefix of a resumed ``.part`` is hashed from disk when it is reopened), so the
+digest compared at ``file_end`` covers exactly the bytes on disk without a second
+pass over a multi-GB file.
+
+Faster paths (:mod:`.fastpath`): on links opened with them enabled, a transfer may
+instead move as a path on shared storage (:mod:`.shared`) or over a direct TLS
+stream (:mod:`.direct`); they write into the same ``.part`` through the same
+hashing writer, so resume, verification, the cache and the size/disk checks are
+the same whatever path the bytes took. ``SentFile.via`` / ``ReceivedFile.via`` say
+which path was used.
 """
 
 from __future__ import annotations
@@ -34,14 +44,31 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import struct
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from ..protocol.transfer import FileAccept, FileAck, FileCancel, FileDone, FileEnd, FileOffer, FileReject
+from ..protocol.transfer import (
+    DirectOffer,
+    FileAccept,
+    FileAck,
+    FileCancel,
+    FileDone,
+    FileEnd,
+    FileOffer,
+    FileReject,
+    FileViaPath,
+    PathFailed,
+)
+from . import direct, shared
+from .cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_MAX_BYTES
+from .cache import ContentCache
 from .errors import LinkClosedError, TransferError
+from .fastpath import DIRECT, SHARED, VIA_CACHE, VIA_DATACHANNEL, VIA_DIRECT, VIA_SHARED
 
 if TYPE_CHECKING:
     from .link import PeerLink
@@ -50,6 +77,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 ACK_EVERY = 4 * 1024 * 1024
+DIRECT_DURABLE_EVERY = 64 * 1024 * 1024
+DIRECT_FAIL_WAIT = 30.0
 DEFAULT_MAX_SIZE = 20 * 1024**3
 HASH_BLOCK = 1024 * 1024
 FREE_SPACE_MARGIN = 16 * 1024 * 1024
@@ -63,12 +92,32 @@ Progress = Callable[[int, int], Any]
 
 @dataclass
 class SentFile:
+    """What a ``send_file`` did. ``via``: cache, shared, direct or datachannel; ``fallback``: why a faster path was not used."""
+
     sha256: str
     size: int
     name: str
     resumed_from: int = 0
     bytes_sent: int = 0
     cached: bool = False
+    via: str = VIA_DATACHANNEL
+    seconds: float = 0.0
+    fallback: str = ""
+
+    @property
+    def mb_per_s(self) -> float:
+        """Payload MB per second of the transfer (after hashing), 0 when nothing moved."""
+        moved = self.size - self.resumed_from
+        return moved / 1e6 / self.seconds if self.seconds > 0 and moved > 0 and not self.cached else 0.0
+
+    def summary(self) -> str:
+        """One line for the user and the log, e.g. ``pkg.slp 1024.0 MB via direct at 412.3 MB/s``."""
+        if self.cached:
+            return f"{self.name} {self.size / 1e6:.1f} MB already on the receiver (cache): nothing sent"
+        line = f"{self.name} {self.size / 1e6:.1f} MB via {self.via} at {self.mb_per_s:.1f} MB/s"
+        if self.resumed_from:
+            line += f" (resumed at {self.resumed_from / 1e6:.1f} MB)"
+        return line + (f"; {self.fallback}" if self.fallback else "")
 
 
 @dataclass
@@ -79,6 +128,7 @@ class ReceivedFile:
     size: int
     cached: bool = False
     resumed_from: int = 0
+    via: str = VIA_DATACHANNEL
 
 
 # -- names -------------------------------------------------------------------
@@ -145,9 +195,38 @@ def sha256_file(path: Path, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
+_hash_memo: dict[tuple, str] = {}
+
+
+def stat_and_hash(path: Path) -> tuple[int, str]:
+    """Size and sha256 of ``path``, memoised on (path, inode, size, mtime) so a resubmission hashes nothing."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _hash_memo.get(key)
+    if digest is None:
+        digest = sha256_file(path)
+        if len(_hash_memo) > 4096:
+            _hash_memo.clear()
+        _hash_memo[key] = digest
+    return st.st_size, digest
+
+
 def _write_chunk(fh: BinaryIO, data: bytes) -> None:
     """The single write seam of the receiver (tests inject ENOSPC here)."""
     fh.write(data)
+
+
+class _WriteFailed(Exception):
+    """A receiver disk write failed (kept apart from network OSErrors on the direct path)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _write_and_hash(inc: "_Incoming", data) -> None:
+    _write_chunk(inc.fh, data)
+    inc.hasher.update(data)
 
 
 def _sync(fh: BinaryIO) -> None:
@@ -195,23 +274,34 @@ class _Incoming:
     offset: int
     durable: int
     resumed_from: int
+    hasher: Any = field(default_factory=hashlib.sha256)
+    listener: direct.DirectListener | None = None
+    direct_active: bool = False
+    via: str = VIA_DATACHANNEL
 
 
 class FileReceiver:
     """Where incoming files go, and the limits that apply to them (one per link or shared)."""
 
-    def __init__(self, dest_dir: str | Path, *, cache_dir: str | Path | None = None, max_size: int = DEFAULT_MAX_SIZE):
+    def __init__(
+        self,
+        dest_dir: str | Path,
+        *,
+        cache_dir: str | Path | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
+    ):
         self.dest_dir = Path(dest_dir)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.dest_dir / CACHE_DIR
         self.partial_dir = self.dest_dir / PARTIAL_DIR
         self.max_size = max_size
         for d in (self.dest_dir, self.cache_dir, self.partial_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.cache = ContentCache(self.cache_dir, cache_max_bytes)
 
     def cached_path(self, sha256: str) -> Path | None:
         """The verified cache entry for ``sha256``, if this receiver holds one."""
-        path = self.cache_dir / sha256
-        return path if re.fullmatch(r"[0-9a-f]{64}", sha256) and path.is_file() else None
+        return self.cache.path_of(sha256)
 
     def _resume_point(self, offer: FileOffer, part: Path, state: Path) -> int:
         try:
@@ -239,8 +329,19 @@ class FileReceiver:
         fh = open(part, "r+b" if offset and part.exists() else "wb")
         fh.truncate(offset)
         fh.seek(offset)
+        hasher = hashlib.sha256()
+        if offset:
+            fh.seek(0)
+            left = offset
+            while left > 0:
+                block = fh.read(min(HASH_BLOCK, left))
+                if not block:
+                    break
+                hasher.update(block)
+                left -= len(block)
+            fh.seek(offset)
         _write_state(state, {"sha256": offer.sha256, "size": offer.size, "name": offer.name, "offset": offset})
-        return _Incoming(offer, target, part, state, fh, offset, offset, offset)
+        return _Incoming(offer, target, part, state, fh, offset, offset, offset, hasher)
 
     def _record(self, inc: _Incoming) -> None:
         _sync(inc.fh)
@@ -248,17 +349,32 @@ class FileReceiver:
 
     def _finish(self, inc: _Incoming) -> bool:
         inc.fh.close()
-        actual = sha256_file(inc.part)
-        if actual != inc.offer.sha256:
+        if inc.hasher.hexdigest() != inc.offer.sha256:
             inc.part.unlink(missing_ok=True)
             inc.state.unlink(missing_ok=True)
             return False
-        cached = self.cache_dir / inc.offer.sha256
-        os.chmod(inc.part, 0o444)
-        os.replace(inc.part, cached)
+        cached = self.cache.put(inc.part, inc.offer.sha256)
         inc.state.unlink(missing_ok=True)
         _materialize(cached, inc.target)
         return True
+
+    def _discard(self, inc: _Incoming) -> None:
+        """The file arrived another way (shared storage): drop the staging copy."""
+        try:
+            inc.fh.close()
+        except OSError:
+            pass
+        inc.part.unlink(missing_ok=True)
+        inc.state.unlink(missing_ok=True)
+
+    def _adopt_shared(self, src: Path, inc: _Incoming) -> Path:
+        """Copy a verified file from shared storage into the cache and place it at the target."""
+        tmp = self.partial_dir / f"{inc.offer.sha256}.shared"
+        shared.copy_verified(src, tmp, inc.offer.sha256, inc.offer.size)
+        cached = self.cache.put(tmp, inc.offer.sha256)
+        self._discard(inc)
+        _materialize(cached, inc.target)
+        return cached
 
 
 # -- per-link transfer engine ---------------------------------------------------------
@@ -268,6 +384,7 @@ class _Outgoing:
     def __init__(self) -> None:
         self.replies: asyncio.Queue = asyncio.Queue()
         self.error: BaseException | None = None
+        self.direct: DirectOffer | None = None
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -282,7 +399,11 @@ class _Outgoing:
 
 
 class Transfers:
-    """Both directions of file transfer for one link; driven by the link's pump."""
+    """Both directions of file transfer for one link; driven by the link's pump.
+
+    ``direct_redirect`` is a test hook: ``(host, port) -> (host, port)`` applied to a
+    received ``direct_offer`` (to point the sender at a blocked port or a tampering relay).
+    """
 
     def __init__(self, link: "PeerLink"):
         self.link = link
@@ -290,22 +411,28 @@ class Transfers:
         self.received: asyncio.Queue[ReceivedFile] = asyncio.Queue()
         self._outgoing: dict[str, _Outgoing] = {}
         self._incoming: dict[str, _Incoming] = {}
+        self._identity: direct.TlsIdentity | None = None
+        self._identity_lock = asyncio.Lock()
+        self.direct_redirect: Callable[[str, int], tuple[str, int]] | None = None
+
+    # -- which paths this link may use ---------------------------------------------
+    def _both(self, feature: str) -> bool:
+        return feature in self.link.fastpaths.features() and feature in self.link.remote_features
 
     # sender side
     async def send_file(self, path: Path, *, name: str | None, progress: Progress | None) -> SentFile:
         name = sanitize_name(name if name is not None else path.name)
-        size = (await asyncio.to_thread(path.stat)).st_size
-        sha = await asyncio.to_thread(sha256_file, path)
+        size, sha = await asyncio.to_thread(stat_and_hash, path)
         tid = uuid.uuid4().hex
         out = _Outgoing()
         self._outgoing[tid] = out
         result = SentFile(sha256=sha, size=size, name=name)
-        fh: BinaryIO | None = None
         try:
             self.link._send(FileOffer(transfer_id=tid, name=name, size=size, sha256=sha))
+            started = time.monotonic()
             reply = await self._reply(out, (FileAccept,))
             if reply.cached:
-                result.cached = True
+                result.cached, result.via = True, VIA_CACHE
                 log.info("send %s: receiver already has %s (cache hit)", name, sha[:12])
                 if progress:
                     progress(size, size)
@@ -315,7 +442,31 @@ class Transfers:
             offset = result.resumed_from = reply.offset
             if offset:
                 log.info("send %s: resuming at %d of %d bytes", name, offset, size)
-            fh = await asyncio.to_thread(_open_at, path, offset)
+            if self._both(SHARED) and await self._send_shared(out, tid, path, result):
+                result.seconds = time.monotonic() - started
+                if progress:
+                    progress(size, size)
+                log.info("sent %s", result.summary())
+                return result
+            if out.direct is not None and self.link.fastpaths.direct:
+                offset = await self._send_direct(out, tid, path, offset, size, progress, result)
+            if offset < size or result.via != VIA_DIRECT:
+                if result.via == VIA_DIRECT:
+                    result.via = f"{VIA_DIRECT}+{VIA_DATACHANNEL}"
+                await self._send_chunks(out, tid, path, offset, size, progress, result)
+            self.link._send(FileEnd(transfer_id=tid, size=size))
+            await self._reply(out, (FileDone,))
+            result.seconds = time.monotonic() - started
+            log.info("sent %s, sha256 %s verified by the receiver", result.summary(), sha[:12])
+            return result
+        except LinkClosedError as exc:
+            raise LinkClosedError(f"{exc} during transfer of {name}; reconnect and send again to resume") from None
+        finally:
+            self._outgoing.pop(tid, None)
+
+    async def _send_chunks(self, out: "_Outgoing", tid: str, path: Path, offset: int, size: int, progress: Progress | None, result: SentFile) -> None:
+        fh = await asyncio.to_thread(_open_at, path, offset)
+        try:
             tid_bytes = bytes.fromhex(tid)
             transport = self.link.transport
             while offset < size:
@@ -329,22 +480,92 @@ class Transfers:
                 result.bytes_sent += len(data)
                 if progress:
                     progress(offset, size)
-            self.link._send(FileEnd(transfer_id=tid, size=size))
-            await self._reply(out, (FileDone,))
-            log.info("sent %s (%d bytes, sha256 %s) verified by the receiver", name, size, sha[:12])
-            return result
-        except LinkClosedError as exc:
-            raise LinkClosedError(f"{exc} during transfer of {name}; reconnect and send again to resume") from None
         finally:
-            self._outgoing.pop(tid, None)
-            if fh is not None:
-                await asyncio.to_thread(fh.close)
+            await asyncio.to_thread(fh.close)
 
-    async def _reply(self, out: _Outgoing, want: tuple[type, ...]):
+    async def _send_direct(self, out: "_Outgoing", tid: str, path: Path, offset: int, size: int, progress: Progress | None, result: SentFile) -> int:
+        """Stream ``[offset, size)`` over the direct path; returns where the data channel must continue."""
+        offer: DirectOffer = out.direct
+        host, port = offer.host, offer.port
+        if self.direct_redirect is not None:
+            host, port = self.direct_redirect(host, port)
+        try:
+            reader, writer = await direct.open_stream(host, port, offer.cert_sha256, offer.token, tid, offset, size - offset, self.link.fastpaths.direct_timeout)
+        except direct.DirectPathError as exc:
+            result.fallback = f"direct path unavailable ({exc}); used the data channel"
+            log.warning("send %s: %s", result.name, result.fallback)
+            return offset
+        result.via = VIA_DIRECT
+        fh = await asyncio.to_thread(_open_at, path, offset)
+        pos = offset
+        try:
+            nxt = asyncio.ensure_future(asyncio.to_thread(_read_chunk, fh, min(direct.BLOCK, size - pos)))
+            while pos < size:
+                data = await nxt
+                if not data:
+                    raise TransferError("io_error", f"{path} shrank while it was being sent")
+                if pos + len(data) < size:
+                    nxt = asyncio.ensure_future(asyncio.to_thread(_read_chunk, fh, min(direct.BLOCK, size - pos - len(data))))
+                if out.error is not None:
+                    raise out.error
+                writer.write(data)
+                await writer.drain()
+                pos += len(data)
+                result.bytes_sent += len(data)
+                if progress:
+                    progress(pos, size)
+            raw = await asyncio.wait_for(reader.readexactly(direct.ACK.size), DIRECT_FAIL_WAIT)
+            if direct.ACK.unpack(raw)[0] != size:
+                raise direct.DirectPathError("receiver acknowledged a different length")
+            return size
+        except (direct.DirectPathError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            if out.error is not None:
+                raise out.error
+            why = str(exc) or type(exc).__name__
+            log.warning("send %s: direct stream broke at %d of %d bytes (%s); waiting for the receiver's resume point", result.name, pos, size, why)
+            try:
+                failed = await asyncio.wait_for(self._reply(out, (PathFailed,)), DIRECT_FAIL_WAIT)
+            except asyncio.TimeoutError:
+                raise TransferError("direct_failed", f"direct stream broke ({why}) and the receiver gave no resume point; send again to resume") from None
+            result.fallback = f"direct stream broke ({failed.reason}); continued on the data channel at {failed.offset / 1e6:.1f} MB"
+            return failed.offset
+        finally:
+            writer.close()
+            await asyncio.to_thread(fh.close)
+
+    async def _send_shared(self, out: "_Outgoing", tid: str, path: Path, result: SentFile) -> bool:
+        """Offer the file as a path on shared storage; False (fall back to bytes) unless the receiver took it."""
+        mapped = shared.map_path(self.link.fastpaths, self.link.role, path)
+        if mapped is None:
+            return False
+        local_root, remote_root, remote_path = mapped
+        try:
+            probe, probe_name, probe_sha = await asyncio.to_thread(shared.write_probe, local_root)
+        except OSError as exc:
+            result.fallback = f"shared path {local_root} not writable for the probe ({exc.strerror or exc})"
+            log.warning("send %s: %s; sending bytes", result.name, result.fallback)
+            return False
+        try:
+            remote_probe = f"{remote_root.rstrip('/')}/{probe_name}"
+            self.link._send(FileViaPath(transfer_id=tid, path=remote_path, probe_path=remote_probe, probe_sha256=probe_sha))
+            reply = await self._reply(out, (FileDone, PathFailed))
+        finally:
+            await asyncio.to_thread(probe.unlink, True)
+        if isinstance(reply, PathFailed):
+            result.fallback = f"shared storage not usable: {reply.reason}"
+            log.warning("send %s: %s; sending bytes", result.name, result.fallback)
+            return False
+        result.via = VIA_SHARED
+        return True
+
+    async def _reply(self, out: "_Outgoing", want: tuple[type, ...]):
         while True:
             msg = await out.next()
             if isinstance(msg, FileReject):
                 raise TransferError(msg.code, f"receiver refused the file: {msg.message}")
+            if isinstance(msg, DirectOffer):
+                out.direct = msg
+                continue
             if isinstance(msg, want):
                 return msg
 
@@ -361,7 +582,7 @@ class Transfers:
             pass
 
     async def on_control(self, msg) -> None:
-        if isinstance(msg, (FileAccept, FileAck, FileDone, FileReject)):
+        if isinstance(msg, (FileAccept, FileAck, FileDone, FileReject, DirectOffer, PathFailed)):
             out = self._outgoing.get(msg.transfer_id)
             if out is None:
                 return
@@ -371,11 +592,14 @@ class Transfers:
                 out.replies.put_nowait(msg)
         elif isinstance(msg, FileOffer):
             await self._on_offer(msg)
+        elif isinstance(msg, FileViaPath):
+            await self._on_via_path(msg)
         elif isinstance(msg, FileEnd):
             await self._on_end(msg)
         elif isinstance(msg, FileCancel):
             inc = self._incoming.pop(msg.transfer_id, None)
             if inc is not None:
+                self._stop_listening(inc)
                 await asyncio.to_thread(self._close_incoming, inc)
 
     async def _on_offer(self, offer: FileOffer) -> None:
@@ -391,14 +615,14 @@ class Transfers:
             return self._reject(tid, "too_large", f"{offer.name!r} is {offer.size} bytes; this receiver accepts at most {rx.max_size}")
         if any(i.offer.sha256 == offer.sha256 for i in self._incoming.values()):
             return self._reject(tid, "busy", "the same content is already being received on this link")
-        cached = rx.cached_path(offer.sha256)
+        cached = await asyncio.to_thread(rx.cache.get, offer.sha256)
         if cached is not None and cached.stat().st_size == offer.size:
             try:
                 await asyncio.to_thread(_materialize, cached, target)
             except OSError as exc:
                 return self._reject(tid, "io_error", f"could not place cached copy: {exc}")
             self.link._send(FileAccept(transfer_id=tid, cached=True))
-            self.received.put_nowait(ReceivedFile(target, offer.name, offer.sha256, offer.size, cached=True))
+            self.received.put_nowait(ReceivedFile(target, offer.name, offer.sha256, offer.size, cached=True, via=VIA_CACHE))
             log.info("receive %s: cache hit %s", offer.name, offer.sha256[:12])
             return
         try:
@@ -411,8 +635,145 @@ class Transfers:
         self._incoming[tid] = inc
         if inc.offset:
             log.info("receive %s: resuming at %d of %d bytes", offer.name, inc.offset, offer.size)
+        if inc.offset < offer.size and self._both(DIRECT):
+            await self._offer_direct(tid, inc)
         self.link._send(FileAccept(transfer_id=tid, offset=inc.offset))
 
+    # -- direct path, receiver side ---------------------------------------------------
+    async def _offer_direct(self, tid: str, inc: _Incoming) -> None:
+        host = direct.direct_host(getattr(self.link.transport, "pc", None))
+        if host is None:
+            log.info("receive %s: ICE pair is not host-to-host; no direct path", inc.offer.name)
+            return
+        try:
+            async with self._identity_lock:
+                if self._identity is None:
+                    self._identity = await asyncio.to_thread(direct.TlsIdentity.generate)
+            listener = direct.DirectListener(tid, self._identity, lambda r, w, o, n: self._on_direct_stream(tid, r, w, o, n))
+            await listener.start(host)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.warning("receive %s: cannot open a direct listener on %s (%s); data channel only", inc.offer.name, host, exc)
+            return
+        inc.listener = listener
+        self.link._send(DirectOffer(transfer_id=tid, host=host, port=listener.port, token=listener.token, cert_sha256=self._identity.fingerprint))
+
+    @staticmethod
+    def _stop_listening(inc: _Incoming) -> None:
+        if inc.listener is not None:
+            inc.listener.close()
+            inc.listener = None
+
+    @staticmethod
+    def _write_direct(inc: _Incoming, data: bytes, flush: bool) -> None:
+        """Blocking: write + hash one block; ``flush`` hands the buffer to the OS for a background sync."""
+        try:
+            _write_and_hash(inc, data)
+            inc.offset += len(data)
+            if flush:
+                inc.fh.flush()
+        except OSError as exc:
+            raise _WriteFailed(exc) from None
+
+    @staticmethod
+    def _sync_upto(inc: _Incoming, offset: int) -> None:
+        """Blocking: fsync what was flushed up to ``offset`` and record it as the resume point.
+
+        Runs beside the writer (fsync does not touch Python's buffer), so the network
+        stream never waits for the disk: the recorded offset only ever trails the data.
+        """
+        os.fsync(inc.fh.fileno())
+        _write_state(inc.state, {"sha256": inc.offer.sha256, "size": inc.offer.size, "name": inc.offer.name, "offset": offset})
+        inc.durable = offset
+
+    async def _on_direct_stream(self, tid: str, reader, writer, offset: int, length: int) -> None:
+        inc = self._incoming.get(tid)
+        if inc is None or inc.direct_active or offset != inc.offset or offset + length != inc.offer.size:
+            writer.close()
+            if inc is not None and not inc.direct_active:
+                self._path_failed(tid, VIA_DIRECT, f"stream header at {offset}+{length} does not match {inc.offset} of {inc.offer.size}", inc.offset)
+            return
+        inc.direct_active = True
+        inc.via = VIA_DIRECT
+        name = inc.offer.name
+        pending: asyncio.Future | None = None
+        syncing: asyncio.Future | None = None
+        started = time.monotonic()
+        try:
+            remaining, written = length, offset
+            while remaining:
+                data = await reader.readexactly(min(direct.BLOCK, remaining))
+                if pending is not None:
+                    await pending
+                    if flushing and (syncing is None or syncing.done()):
+                        if syncing is not None:
+                            syncing.result()
+                        syncing = asyncio.ensure_future(asyncio.to_thread(self._sync_upto, inc, written))
+                remaining -= len(data)
+                written += len(data)
+                flushing = written - inc.durable >= DIRECT_DURABLE_EVERY and (syncing is None or syncing.done())
+                pending = asyncio.ensure_future(asyncio.to_thread(self._write_direct, inc, data, flushing))
+            if pending is not None:
+                await pending
+                pending = None
+            if syncing is not None:
+                await syncing
+            inc.direct_active = False
+            writer.write(direct.ACK.pack(inc.offset))
+            await writer.drain()
+            seconds = time.monotonic() - started
+            log.info("receive %s: %.1f MB over the direct path in %.2f s (%.1f MB/s)", name, length / 1e6, seconds, length / 1e6 / max(seconds, 1e-9))
+        except _WriteFailed as exc:
+            if syncing is not None:
+                await asyncio.gather(syncing, return_exceptions=True)
+            inc.direct_active = False
+            err = exc.error
+            if err.errno == errno.ENOSPC:
+                await self._abort(tid, "disk_full", f"receiver disk is full after {inc.durable} bytes of {name!r}; partial copy kept for resume")
+            else:
+                await self._abort(tid, "io_error", f"receiver write failed: {err.strerror or err}")
+        except (OSError, ValueError, asyncio.IncompleteReadError, ssl.SSLError) as exc:  # ValueError: link shut down mid-write
+            await asyncio.gather(*(f for f in (pending, syncing) if f is not None), return_exceptions=True)
+            inc.direct_active = False
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning("receive %s: direct stream failed at %d of %d bytes (%s); asking for the rest on the data channel", name, inc.offset, inc.offer.size, why)
+            if self._incoming.get(tid) is inc:
+                self._path_failed(tid, VIA_DIRECT, why, inc.offset)
+        finally:
+            writer.close()
+
+    def _path_failed(self, tid: str, path: str, reason: str, offset: int) -> None:
+        try:
+            self.link._send(PathFailed(transfer_id=tid, path=path, reason=reason[:500], offset=offset))
+        except LinkClosedError:
+            pass
+
+    # -- shared storage, receiver side ---------------------------------------------------
+    async def _on_via_path(self, msg: FileViaPath) -> None:
+        tid = msg.transfer_id
+        inc = self._incoming.get(tid)
+        if inc is None:
+            return
+        options, role = self.link.fastpaths, self.link.role
+        try:
+            if SHARED not in options.features():
+                raise shared.SharedPathError("shared storage is not configured on this side")
+            src = shared.allowed(options, role, msg.path)
+            probe = shared.allowed(options, role, msg.probe_path)
+            await asyncio.to_thread(shared.check_probe, probe, msg.probe_sha256)
+            started = time.monotonic()
+            await asyncio.to_thread(self.receiver._adopt_shared, src, inc)
+        except (shared.SharedPathError, OSError) as exc:
+            why = str(exc) if isinstance(exc, shared.SharedPathError) else f"copy failed: {exc.strerror or exc}"
+            log.warning("receive %s: shared path refused: %s", inc.offer.name, why)
+            return self._path_failed(tid, VIA_SHARED, why, inc.offset)
+        self._incoming.pop(tid, None)
+        self._stop_listening(inc)
+        seconds = time.monotonic() - started
+        self.link._send(FileDone(transfer_id=tid, sha256=inc.offer.sha256))
+        self.received.put_nowait(ReceivedFile(inc.target, inc.offer.name, inc.offer.sha256, inc.offer.size, via=VIA_SHARED))
+        log.info("received %s (%d bytes) from shared storage %s in %.2f s, sha256 verified", inc.offer.name, inc.offer.size, msg.path, seconds)
+
+    # -- data channel, receiver side -------------------------------------------------------
     async def on_chunk(self, frame: bytes) -> None:
         if len(frame) < HEADER.size:
             return self.link._reply_error("bad_frame", "binary frame shorter than its header")
@@ -424,11 +785,11 @@ class Transfers:
         if inc is None:
             return  # a transfer already refused or cancelled: drop its in-flight chunks
         data = memoryview(frame)[HEADER.size :]
-        if offset != inc.offset or offset + len(data) > inc.offer.size:
+        if inc.direct_active or offset != inc.offset or offset + len(data) > inc.offer.size:
             await self._abort(tid, "bad_frame", f"chunk at offset {offset} (+{len(data)}) does not follow {inc.offset} of {inc.offer.size}")
             return
         try:
-            await asyncio.to_thread(_write_chunk, inc.fh, data)
+            await asyncio.to_thread(_write_and_hash, inc, data)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 await self._abort(tid, "disk_full", f"receiver disk is full after {inc.durable} bytes of {inc.offer.name!r}; partial copy kept for resume")
@@ -436,6 +797,8 @@ class Transfers:
                 await self._abort(tid, "io_error", f"receiver write failed: {exc.strerror or exc}")
             return
         inc.offset += len(data)
+        if inc.via == VIA_DIRECT:
+            inc.via = f"{VIA_DIRECT}+{VIA_DATACHANNEL}"
         if inc.offset - inc.durable >= ACK_EVERY:
             await asyncio.to_thread(self.receiver._record, inc)
             inc.durable = inc.offset
@@ -445,6 +808,7 @@ class Transfers:
         """Stop receiving ``tid``; keep the .part at its last durable offset for a later resume."""
         inc = self._incoming.pop(tid, None)
         if inc is not None:
+            self._stop_listening(inc)
             await asyncio.to_thread(self._close_incoming, inc)
         self._reject(tid, code, message)
 
@@ -466,9 +830,10 @@ class Transfers:
         inc = self._incoming.get(end.transfer_id)
         if inc is None:
             return
-        if inc.offset != inc.offer.size or end.size != inc.offer.size:
+        if inc.direct_active or inc.offset != inc.offer.size or end.size != inc.offer.size:
             return await self._abort(end.transfer_id, "bad_frame", f"file_end after {inc.offset} of {inc.offer.size} bytes")
         del self._incoming[end.transfer_id]
+        self._stop_listening(inc)
         try:
             ok = await asyncio.to_thread(self.receiver._finish, inc)
         except OSError as exc:
@@ -477,12 +842,13 @@ class Transfers:
         if not ok:
             return self._reject(end.transfer_id, "hash_mismatch", f"{inc.offer.name!r} arrived corrupted (sha256 mismatch); partial copy discarded, send again")
         self.link._send(FileDone(transfer_id=end.transfer_id, sha256=inc.offer.sha256))
-        self.received.put_nowait(ReceivedFile(inc.target, inc.offer.name, inc.offer.sha256, inc.offer.size, resumed_from=inc.resumed_from))
-        log.info("received %s (%d bytes, sha256 %s verified)", inc.offer.name, inc.offer.size, inc.offer.sha256[:12])
+        self.received.put_nowait(ReceivedFile(inc.target, inc.offer.name, inc.offer.sha256, inc.offer.size, resumed_from=inc.resumed_from, via=inc.via))
+        log.info("received %s (%d bytes via %s, sha256 %s verified)", inc.offer.name, inc.offer.size, inc.via, inc.offer.sha256[:12])
 
     async def shutdown(self) -> None:
         """The link is gone: record every partial file's durable offset so a new link resumes."""
         incoming, self._incoming = list(self._incoming.values()), {}
         for inc in incoming:
+            self._stop_listening(inc)
             await asyncio.to_thread(self._close_incoming, inc, True)
             log.info("receive %s interrupted at %d of %d bytes; kept for resume", inc.offer.name, inc.offset, inc.offer.size)

@@ -1,0 +1,376 @@
+"""The job queue: hold jobs, dispatch them to matching workers, lease, fence, requeue.
+
+Working state lives in memory (one event loop, so each synchronous step is atomic)
+and every change is written through to SQLite (:mod:`.jobstore`), from which a
+restarted coordinator reloads it.
+
+- **Dispatch**: a queued job whose client is connected goes to the first available,
+  non-drained worker of its room that meets its requirements (GPU memory, GPU count,
+  glob labels, optional pinned worker), highest priority first, then first come.
+  Workers that already failed the job are avoided while another matching one exists.
+- **Lease**: a dispatched attempt holds a lease that every frame from its worker
+  (heartbeat ``pong`` included) renews. A worker silent past ``lease + grace`` loses
+  the job; a shorter blip (the worker reconnects and keeps heartbeating) does not.
+- **Fencing**: each dispatch increments the job's attempt number; reports carrying
+  another attempt are refused with ``stale_attempt``, so a worker that lost its lease
+  can never overwrite the outcome of the attempt that replaced it.
+- **Requeue**: infrastructure failures go back to the queue (keeping their place)
+  up to ``max_retries`` times; a job that fails by its own error ends ``failed``
+  unless it asked for ``retry_job_errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from ..protocol.base import ProtocolError
+from ..protocol.queue import JobDispatch, JobReport, QueueSubmit, QueueUpdate
+from .jobstore import JobStore, QueuedJob, WorkerRecord
+from .presence import PeerEntry, Presence, max_free_gpu_mb, rank
+
+log = logging.getLogger(__name__)
+
+Auditor = Callable[..., None]
+#: Checkpoint metadata kept per job (it is echoed in every dispatch and update).
+MAX_CHECKPOINT_INFO = 4096
+
+
+def requirements_met(entry: PeerEntry, req: dict[str, Any]) -> bool:
+    """Does this worker offer what the job asks for? Label values are fnmatch globs."""
+    worker_id = req.get("worker_id")
+    if worker_id and entry.peer_id != worker_id:
+        return False
+    gpus = entry.metadata.get("gpus")
+    n_gpus = len(gpus) if isinstance(gpus, list) else 0
+    if int(req.get("gpu_count") or 0) > n_gpus:
+        return False
+    if int(req.get("min_gpu_memory_mb") or 0) > max_free_gpu_mb(entry.metadata):
+        return False
+    have = entry.metadata.get("labels")
+    have = have if isinstance(have, dict) else {}
+    for key, pattern in (req.get("labels") or {}).items():
+        value = have.get(key)
+        if value is None or not fnmatch.fnmatchcase(str(value), str(pattern)):
+            return False
+    return True
+
+
+class JobQueue:
+    def __init__(
+        self,
+        store: JobStore,
+        presence: Presence,
+        *,
+        lease_seconds: float = 60.0,
+        reconnect_grace: float = 60.0,
+        audit: Auditor | None = None,
+    ):
+        self.store = store
+        self.presence = presence
+        self.lease_seconds = lease_seconds
+        self.reconnect_grace = reconnect_grace
+        self._audit = audit or (lambda *a, **k: None)
+        self.jobs: dict[str, QueuedJob] = {}
+        self.workers: dict[tuple[str, str], WorkerRecord] = {}
+        self._held: dict[tuple[str, str], str] = {}
+        self._persisted_lease: dict[str, float] = {}
+        self._dispatched_at: dict[str, float] = {}
+        self._sent_position: dict[str, int] = {}
+        self._progress: dict[str, dict[str, Any]] = {}
+        self._lock = asyncio.Lock()
+
+    # --- startup ------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Reload unfinished jobs and worker records. Active jobs get one fresh lease:
+        the coordinator being down is no worker's fault."""
+        now = time.time()
+        for record in await self.store.find_workers():
+            self.workers[(record.room_id, record.worker_id)] = record
+        for job in await self.store.load_jobs():
+            self.jobs[job.job_id] = job
+            if job.active and job.worker_id:
+                job.lease_expires_at = max(job.lease_expires_at or 0.0, now + self.lease_seconds)
+                self._held[(job.room_id, job.worker_id)] = job.job_id
+                self._dispatched_at[job.job_id] = time.monotonic()
+                await self.store.save_job(job)
+        if self.jobs:
+            log.info("queue reloaded %d unfinished job(s)", len(self.jobs))
+
+    # --- worker records (admin labels, drain) ----------------------------------------
+
+    def record(self, room_id: str, worker_id: str) -> WorkerRecord | None:
+        return self.workers.get((room_id, worker_id))
+
+    def set_record(self, record: WorkerRecord) -> None:
+        self.workers[(record.room_id, record.worker_id)] = record
+
+    def drained(self, room_id: str, worker_id: str) -> bool:
+        rec = self.workers.get((room_id, worker_id))
+        return bool(rec and rec.drained)
+
+    def holding(self, room_id: str, worker_id: str) -> str | None:
+        return self._held.get((room_id, worker_id))
+
+    # --- positions --------------------------------------------------------------------
+
+    def _queued(self, room_id: str) -> list[QueuedJob]:
+        jobs = [j for j in self.jobs.values() if j.room_id == room_id and j.state == "queued"]
+        jobs.sort(key=lambda j: (-j.priority, j.seq))
+        return jobs
+
+    def position(self, job: QueuedJob) -> int | None:
+        if job.state != "queued":
+            return None
+        for i, other in enumerate(self._queued(job.room_id)):
+            if other is job:
+                return i
+        return None
+
+    def _notify(self, job: QueuedJob, *, message: str = "", ref: str | None = None) -> None:
+        client = self.presence.get(job.room_id, job.client_id)
+        pos = self.position(job)
+        if pos is not None:
+            self._sent_position[job.job_id] = pos
+        if client is None:
+            return
+        client.link.send(
+            QueueUpdate(
+                job_id=job.job_id, state=job.state, position=pos, attempt=job.attempt,  # type: ignore[arg-type]
+                worker_id=job.worker_id, message=message or job.message, checkpoint=job.checkpoint, ref=ref,
+            )
+        )
+
+    def _push_positions(self, room_id: str) -> None:
+        for i, job in enumerate(self._queued(room_id)):
+            if self._sent_position.get(job.job_id) != i:
+                self._notify(job, message=f"position {i} in the queue")
+
+    # --- client requests --------------------------------------------------------------
+
+    async def submit(self, client: PeerEntry, msg: QueueSubmit) -> QueuedJob:
+        existing = self.jobs.get(msg.job_id) or await self.store.get_job(msg.job_id)
+        if existing is not None:
+            if existing.room_id != client.room_id or existing.client_id != client.peer_id:
+                raise ProtocolError("job_exists", f"job id {msg.job_id[:64]!r} is taken; submit with a new job id", ref=msg.ref)
+            return existing  # a retried submit: idempotent
+        req = msg.requirements
+        job = QueuedJob(
+            job_id=msg.job_id, room_id=client.room_id, client_id=client.peer_id, spec=msg.spec,
+            requirements={"min_gpu_memory_mb": req.min_gpu_memory_mb, "gpu_count": req.gpu_count, "labels": dict(req.labels), "worker_id": req.worker_id},
+            priority=msg.priority, max_retries=msg.max_retries, retry_job_errors=msg.retry_job_errors,
+        )
+        job.seq = await self.store.insert_job(job)
+        self.jobs[job.job_id] = job
+        log.info("job queued room=%s job=%s client=%s priority=%d requirements=%s", job.room_id, job.job_id, job.client_id, job.priority, job.requirements)
+        self._audit("job_queued", client.peer_id, room_id=job.room_id, subject=job.job_id, detail={"priority": job.priority, "requirements": job.requirements})
+        self._sent_position[job.job_id] = self.position(job) or 0
+        return job
+
+    async def watch(self, client: PeerEntry, job_id: str, ref: str | None) -> None:
+        job = self.jobs.get(job_id) or await self.store.get_job(job_id)
+        if job is None or job.room_id != client.room_id:
+            raise ProtocolError("unknown_job", f"no job {job_id[:64]!r} in this room", ref=ref)
+        if job.job_id in self.jobs and job.client_id != client.peer_id:
+            log.info("job %s now followed by client %s (was %s)", job_id, client.peer_id, job.client_id)
+            job.client_id = client.peer_id
+            await self.store.save_job(job)
+        self._notify(job, ref=ref)
+        await self.dispatch(job.room_id)
+
+    async def cancel(self, client: PeerEntry | None, job_id: str, *, actor: str, ref: str | None = None) -> QueuedJob:
+        job = self.jobs.get(job_id)
+        if job is None or (client is not None and (job.room_id != client.room_id or job.client_id != client.peer_id)):
+            raise ProtocolError("unknown_job", f"no unfinished job {job_id[:64]!r} of yours", ref=ref)
+        await self._finish(job, "cancelled", f"cancelled by {actor}")
+        return job
+
+    # --- worker side ---------------------------------------------------------------------
+
+    def renew(self, worker: PeerEntry) -> None:
+        """A sign of life from ``worker``: extend the lease of the job it holds."""
+        job_id = self._held.get((worker.room_id, worker.peer_id))
+        if job_id is None:
+            return
+        job = self.jobs.get(job_id)
+        if job is None or not job.active:
+            return
+        now = time.time()
+        job.lease_expires_at = now + self.lease_seconds
+        if now - self._persisted_lease.get(job_id, 0.0) > self.lease_seconds / 4:
+            self._persisted_lease[job_id] = now
+            asyncio.ensure_future(self._save_quietly(job))
+
+    async def _save_quietly(self, job: QueuedJob) -> None:
+        try:
+            await self.store.save_job(job)
+        except Exception:  # noqa: BLE001 - a lease write failing must not end the loop
+            log.exception("saving job %s failed", job.job_id)
+
+    async def worker_registered(self, worker: PeerEntry) -> None:
+        """A worker (re)joined. If it comes back ``available`` while holding a job, its
+        old process is gone (restart, not a blip): the job is requeued at once."""
+        job_id = self._held.get((worker.room_id, worker.peer_id))
+        job = self.jobs.get(job_id) if job_id else None
+        if job is not None and job.active and worker.status == "available":
+            await self._requeue(job, f"worker {worker.peer_id} restarted without the job")
+        await self.dispatch(worker.room_id)
+
+    async def report(self, worker: PeerEntry, msg: JobReport) -> QueuedJob:
+        job = self.jobs.get(msg.job_id)
+        if job is None:
+            done = await self.store.get_job(msg.job_id)
+            if done is not None and done.room_id == worker.room_id and msg.attempt < done.attempt:
+                raise ProtocolError("stale_attempt", f"attempt {msg.attempt} of job {msg.job_id} is stale (current attempt {done.attempt}); stop it", ref=msg.ref)
+            raise ProtocolError("unknown_job", f"job {msg.job_id[:64]!r} is not running here (finished or cancelled); stop it", ref=msg.ref)
+        if job.room_id != worker.room_id:
+            raise ProtocolError("unknown_job", f"no job {msg.job_id[:64]!r} in this room", ref=msg.ref)
+        if msg.attempt != job.attempt or not job.active:
+            log.warning("refused stale report job=%s attempt=%d (current %d) from %s", job.job_id, msg.attempt, job.attempt, worker.peer_id)
+            self._audit("stale_report", worker.peer_id, room_id=job.room_id, subject=job.job_id, detail={"attempt": msg.attempt, "current": job.attempt, "state": msg.state})
+            raise ProtocolError("stale_attempt", f"attempt {msg.attempt} of job {job.job_id} is stale (current attempt {job.attempt}); stop it", ref=msg.ref)
+        if job.worker_id != worker.peer_id:
+            raise ProtocolError("not_assigned", f"job {job.job_id} is not assigned to {worker.peer_id}", ref=msg.ref)
+        self.renew(worker)
+        state = msg.state
+        if state == "accepted":
+            self._dispatched_at.pop(job.job_id, None)
+        elif state == "running":
+            self._dispatched_at.pop(job.job_id, None)
+            await self._set_state(job, "running", msg.message or f"running on {worker.peer_id}")
+        elif state == "progress":
+            self._progress[job.job_id] = msg.detail
+        elif state == "checkpoint":
+            if len(json.dumps(msg.detail)) > MAX_CHECKPOINT_INFO:
+                raise ProtocolError("oversize", f"checkpoint detail exceeds {MAX_CHECKPOINT_INFO} bytes; send only model, epoch, sha256, size", ref=msg.ref)
+            job.checkpoint = dict(msg.detail)
+            await self.store.save_job(job)
+        elif state == "succeeded":
+            await self._finish(job, "succeeded", msg.message or f"finished on {worker.peer_id}")
+        elif state == "failed":
+            if msg.failure == "job" and not job.retry_job_errors:
+                job.failure = "job"
+                await self._finish(job, "failed", msg.message or "the job failed")
+            else:
+                await self._requeue(job, msg.message or f"attempt failed on {worker.peer_id}", failure=msg.failure or "infra")
+        elif state == "rejected":
+            await self._requeue(job, msg.message or f"{worker.peer_id} rejected the job")
+        return job
+
+    # --- transitions ----------------------------------------------------------------------
+
+    async def _set_state(self, job: QueuedJob, state: str, message: str) -> None:
+        if job.state != state:
+            log.info("job state room=%s job=%s attempt=%d %s -> %s", job.room_id, job.job_id, job.attempt, job.state, state)
+            self._audit("job_state", job.worker_id or "coordinator", room_id=job.room_id, subject=job.job_id, detail={"from": job.state, "to": state, "attempt": job.attempt, "message": message})
+        job.state = state
+        job.message = message
+        await self.store.save_job(job)
+        self._notify(job)
+
+    def _release(self, job: QueuedJob) -> None:
+        if job.worker_id and self._held.get((job.room_id, job.worker_id)) == job.job_id:
+            del self._held[(job.room_id, job.worker_id)]
+            worker = self.presence.get(job.room_id, job.worker_id)
+            if worker is not None and worker.status == "reserved" and worker.reported_status not in ("reserved", ""):
+                # The coordinator reserved it at dispatch and the worker never moved on.
+                status = worker.reported_status
+                if status == "available" and self.drained(job.room_id, job.worker_id):
+                    status = "draining"
+                worker.update(status=status)
+        self._dispatched_at.pop(job.job_id, None)
+        self._persisted_lease.pop(job.job_id, None)
+
+    async def _finish(self, job: QueuedJob, state: str, message: str) -> None:
+        self._release(job)
+        self.jobs.pop(job.job_id, None)
+        self._sent_position.pop(job.job_id, None)
+        self._progress.pop(job.job_id, None)
+        job.lease_expires_at = None
+        await self._set_state(job, state, message)
+        await self.dispatch(job.room_id)
+
+    async def _requeue(self, job: QueuedJob, reason: str, *, failure: str = "infra") -> None:
+        """Give the job back to the queue (keeping its place), or fail it when it has
+        used up its retries."""
+        self._release(job)
+        if job.worker_id and job.worker_id not in job.excluded:
+            job.excluded.append(job.worker_id)
+        job.retries += 1
+        job.failure = failure
+        job.lease_expires_at = None
+        self._audit("job_requeue", "coordinator", room_id=job.room_id, subject=job.job_id, detail={"attempt": job.attempt, "worker": job.worker_id, "reason": reason, "retries": job.retries})
+        if job.retries > job.max_retries:
+            log.warning("job %s gave up after %d failed attempt(s): %s", job.job_id, job.retries, reason)
+            await self._finish(job, "failed", f"gave up after {job.retries} failed attempt(s); last: {reason}")
+            return
+        log.warning("job %s requeued (retry %d/%d): %s", job.job_id, job.retries, job.max_retries, reason)
+        job.worker_id = None
+        await self._set_state(job, "queued", f"requeued: {reason}")
+        await self.dispatch(job.room_id)
+
+    # --- dispatch and leases --------------------------------------------------------------
+
+    def _candidates(self, job: QueuedJob) -> list[PeerEntry]:
+        matching = [
+            e for e in self.presence.find(job.room_id, role="worker")
+            if requirements_met(e, job.requirements) and not self.drained(e.room_id, e.peer_id)
+        ]
+        fresh = [e for e in matching if e.peer_id not in job.excluded]
+        pool = fresh or matching
+        return [e for e in pool if e.status == "available" and (e.room_id, e.peer_id) not in self._held]
+
+    async def dispatch(self, room_id: str) -> int:
+        """Hand queued jobs of ``room_id`` to free matching workers; return how many went."""
+        async with self._lock:
+            sent = 0
+            for job in self._queued(room_id):
+                if job.state != "queued" or self.jobs.get(job.job_id) is not job:
+                    continue  # changed while an earlier dispatch was being saved
+                if self.presence.get(room_id, job.client_id) is None:
+                    continue  # the package is on the client: wait for it to come back
+                workers = self._candidates(job)
+                if not workers:
+                    continue
+                worker = min(workers, key=rank)
+                job.attempt += 1
+                job.worker_id = worker.peer_id
+                job.lease_expires_at = time.time() + self.lease_seconds
+                self._held[(room_id, worker.peer_id)] = job.job_id
+                self._dispatched_at[job.job_id] = time.monotonic()
+                self._sent_position.pop(job.job_id, None)
+                worker.update(status="reserved")
+                log.info("job dispatched room=%s job=%s attempt=%d worker=%s", room_id, job.job_id, job.attempt, worker.peer_id)
+                self._audit("dispatch", "coordinator", room_id=room_id, subject=job.job_id, detail={"attempt": job.attempt, "worker": worker.peer_id})
+                worker.link.send(
+                    JobDispatch(job_id=job.job_id, attempt=job.attempt, client_id=job.client_id, spec=job.spec, lease_seconds=self.lease_seconds, checkpoint=job.checkpoint)
+                )
+                await self._set_state(job, "dispatched", f"dispatched to {worker.peer_id} (attempt {job.attempt})")
+                sent += 1
+            self._push_positions(room_id)
+            return sent
+
+    async def tick(self) -> None:
+        """Requeue jobs whose worker went silent past lease + grace, or never accepted."""
+        now, mono = time.time(), time.monotonic()
+        limit = self.lease_seconds + self.reconnect_grace
+        for job in list(self.jobs.values()):
+            if not job.active:
+                continue
+            if job.lease_expires_at is not None and now > job.lease_expires_at + self.reconnect_grace:
+                await self._requeue(job, f"worker {job.worker_id} went silent (lease expired {now - job.lease_expires_at:.0f}s ago)")
+            elif job.state == "dispatched" and job.job_id in self._dispatched_at and mono - self._dispatched_at[job.job_id] > limit:
+                await self._requeue(job, f"worker {job.worker_id} did not accept the job within {limit:g}s")
+        for room_id in {j.room_id for j in self.jobs.values() if j.state == "queued"}:
+            await self.dispatch(room_id)
+
+    def snapshot_progress(self, job_id: str) -> dict[str, Any] | None:
+        return self._progress.get(job_id)
+
+
+__all__ = ["JobQueue", "requirements_met"]
