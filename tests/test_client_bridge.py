@@ -23,7 +23,11 @@ from sleap_rtc_plugin.client.zmq_bridge import LossViewerBridge
 
 class FakeLossViewerSockets:
     """The two sockets of SLEAP's LossViewer, bound on free loopback ports and polled
-    from the event loop the way LossViewer polls them from a Qt timer."""
+    every few milliseconds from the event loop, as LossViewer polls them from a Qt timer.
+
+    The polling matters: a ZMQ SUB sends its subscription only when its owner touches
+    it, so a viewer that never polls would never receive anything.
+    """
 
     def __init__(self):
         self.ctx = zmq.Context()
@@ -32,32 +36,36 @@ class FakeLossViewerSockets:
         self.publish_port = self.sub.bind_to_random_port("tcp://127.0.0.1")
         self.ctrl = self.ctx.socket(zmq.PUB)
         self.controller_port = self.ctrl.bind_to_random_port("tcp://127.0.0.1")
+        self.messages: asyncio.Queue[dict] = asyncio.Queue()
+        self._timer = asyncio.ensure_future(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            while self.sub.poll(0, zmq.POLLIN):
+                msg = jsonpickle.decode(self.sub.recv_string())
+                if msg.get("event") != "probe":  # LossViewer ignores the bridge's probes too
+                    self.messages.put_nowait(msg)
+            await asyncio.sleep(0.005)
 
     async def next_message(self, timeout: float = 60.0) -> dict:
-        """The next message LossViewer would act on (the bridge's probes are skipped, as LossViewer ignores them)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                if self.sub.poll(0, zmq.POLLIN):
-                    msg = jsonpickle.decode(self.sub.recv_string())
-                    if msg.get("event") != "probe":
-                        return msg
-                else:
-                    await asyncio.sleep(0.01)
+        return await asyncio.wait_for(self.messages.get(), timeout)
 
     async def press_stop_early(self) -> None:
         self.ctrl.send_string(jsonpickle.encode(dict(command="stop")))
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        self._timer.cancel()
+        await asyncio.gather(self._timer, return_exceptions=True)
         self.sub.close(0)
         self.ctrl.close(0)
         self.ctx.term()
 
 
 @pytest.fixture
-def viewer():
+async def viewer():
     sockets = FakeLossViewerSockets()
     yield sockets
-    sockets.close()
+    await sockets.close()
 
 
 async def test_bridge_announces_a_missed_train_begin_and_forwards_stop(viewer):
@@ -100,7 +108,7 @@ async def test_remote_training_draws_in_loss_viewer_and_stop_early_reaches_worke
     while True:
         try:
             msg = await viewer.next_message(timeout=0.5)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             break
         ends += msg["event"] == "epoch_end"
     assert ends < 100

@@ -160,7 +160,7 @@ async def test_malformed_package_is_refused_clearly(make_worker, project, tmp_pa
 
 async def test_room_secret_is_enforced_end_to_end(make_worker, project, training_package):  # noqa: F811
     worker = await make_worker("guarded", secret="correct horse")
-    for secret, code in [(None, "secret_required"), ("wrong", None)]:
+    for secret, code in [(None, "missing_secret"), ("wrong", None)]:
         handle = submit_training(training_package, spec_for(worker, room_secret=secret), project_dir=project)
         with pytest.raises(RemoteError) as info:
             await handle.result()
