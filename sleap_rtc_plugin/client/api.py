@@ -21,6 +21,7 @@ from ..config import Settings, load_settings
 from ..coordinator.client import CoordinatorClient, CoordinatorError, RelayRejected
 from ..peer import secrets
 from ..peer.connection import connect
+from ..peer.fastpath import FastPaths
 from ..peer.errors import AuthError, ConnectError, LinkClosedError, PeerLinkError, TransferError
 from ..protocol import ProtocolError
 from ..protocol.peer import Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultReleased
@@ -257,12 +258,15 @@ class JobHandle:
                 role="client",
                 peer_id=coord.peer_id or "",
                 allow_loopback=spec.ice_loopback,
+                fastpaths=FastPaths.from_settings(self._settings),
             )
         self._link = link
         try:
             await link.authenticate(secret)
             incoming = self.project_dir / ".sleap-rtc" / "incoming" / self.job_id
-            link.accept_files(incoming, cache_dir=self.project_dir / ".sleap-rtc" / "cache")
+            link.accept_files(incoming, cache_dir=self.project_dir / ".sleap-rtc" / "cache",
+                              max_size=int(self._settings.get("transfer.max_file_mb", 20480)) * 2**20,
+                              cache_max_bytes=int(self._settings.get("transfer.cache_mb", 10240)) * 2**20)
             if self.intent == "submit":
                 await self._send_package(link)
             return await self._follow(link, worker, incoming)
@@ -300,6 +304,8 @@ class JobHandle:
 
         self._emit("status", state="transferring", message=f"sending {self.package_path.name} ({total / 1e6:.1f} MB)")
         sent = await link.send_file(self.package_path, name=self.package_path.name, progress=progress)
+        self._emit("status", state="transferred", message=f"sent {sent.summary()}", via=sent.via)
+        log.info("job %s: sent %s", self.job_id, sent.summary())
         await link.send(
             JobSubmit(job_id=self.job_id, kind=self.kind, package_sha256=sent.sha256, package_name=self.package_path.name, options=self.options)
         )

@@ -70,9 +70,7 @@ class ProgressDisplay:
     def _transfer(self, data: dict[str, Any]) -> None:
         total, done = int(data.get("total") or 0), int(data.get("done") or 0)
         if self._progress is None:
-            if done == total:
-                self._say(f"sent {data.get('name')} ({total / 1e6:.1f} MB, {data.get('rate_mbps', 0):.1f} MB/s)")
-            return
+            return  # plain mode: the "transferred" status line says how it went
         if self._transfer_task is None:
             self._transfer_task = self._progress.add_task(f"upload {data.get('name')}", total=total, info="")
         self._progress.update(self._transfer_task, completed=done)

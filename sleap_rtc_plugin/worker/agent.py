@@ -25,6 +25,7 @@ from ..config import Settings, user_data_dir
 from ..coordinator.client import CoordinatorClient, create_room
 from ..peer import secrets
 from ..peer.connection import accept
+from ..peer.fastpath import FastPaths
 from ..peer.errors import AuthError, PeerLinkError
 from ..peer.link import PeerLink
 from ..protocol.coordinator import Relay
@@ -52,6 +53,8 @@ class WorkerOptions:
     ice_loopback: bool = False
     cancel_grace: float = 10.0
     max_file_bytes: int = 20 * 1024**3
+    cache_max_bytes: int = 10 * 1024**3
+    fastpaths: FastPaths = field(default_factory=FastPaths)
     embedded_host: str = "127.0.0.1"
     embedded_port: int = 8765
     embedded_db: str | None = None
@@ -74,6 +77,8 @@ class WorkerOptions:
             ice_loopback=bool(settings.get("ice_loopback")),
             cancel_grace=float(settings.get("worker.cancel_grace", 10.0)),
             max_file_bytes=int(settings.get("transfer.max_file_mb", 20480)) * 1024 * 1024,
+            cache_max_bytes=int(settings.get("transfer.cache_mb", 10240)) * 1024 * 1024,
+            fastpaths=FastPaths.from_settings(settings),
             embedded_host=settings.get("server.host", "127.0.0.1"),
             embedded_port=int(settings.get("server.port", 8765)),
             embedded_db=settings.get("server.db"),
@@ -301,7 +306,7 @@ class Worker:
         try:
             answer, link_task = await accept(
                 offer, ice_servers=self.options.ice_servers, role="worker", peer_id=self.peer_id or "",
-                allow_loopback=self.options.ice_loopback,
+                allow_loopback=self.options.ice_loopback, fastpaths=self.options.fastpaths,
             )
             await self.coordinator.relay(client, "answer", answer)
             link = await link_task
@@ -329,7 +334,8 @@ class Worker:
             self.last_error = f"client {client} failed authentication: {exc}"
             return
         incoming = self.data_dir / "incoming" / job_id
-        link.accept_files(incoming, cache_dir=self.data_dir / "cache", max_size=self.options.max_file_bytes)
+        link.accept_files(incoming, cache_dir=self.data_dir / "cache", max_size=self.options.max_file_bytes,
+                          cache_max_bytes=self.options.cache_max_bytes)
         if intent == "attach":
             await self._attach(link, job_id)
         while not link.closed.is_set():
@@ -438,7 +444,8 @@ class Worker:
         try:
             await link.send(JobResult(job_id=job_id, files=files))
             for f in entry.files:
-                await link.send_file(entry.file_path(f.name), name=f.name)
+                sent = await link.send_file(entry.file_path(f.name), name=f.name)
+                log.info("job %s: sent result %s", job_id, sent.summary())
         except PeerLinkError as exc:
             log.warning("job %s: sending results failed (%s); they stay in the outbox for --attach", job_id, exc)
 
