@@ -1,28 +1,31 @@
 """Peer file-transfer benchmark: every transfer path vs. the original sleap-rtc scheme and a plain TCP socket.
 
-    python benchmarks/transfer.py --size-mb 1000 --slow-size-mb 100 --json [--profile]
+    python benchmarks/transfer.py --size-mb 1000 --slow-size-mb 200 --json [--profile]
 
-The data-channel rows (``ours``, ``baseline``) run at ``--slow-size-mb`` (aiortc moves
-~5-10 MB/s, a 1 GB baseline row takes minutes); every other row at ``--size-mb``.
-Ratios compare MB/s against the ``baseline`` and ``tcp`` rows of the same run.
+Each row runs in a fresh subprocess as TWO processes, as between two machines: the
+run's process is the client (sender), a forked process the worker (receiver);
+signaling (SDP), the worker's CPU figure and its file check travel over a pipe,
+the bytes over loopback. ``--slow-size-mb`` sizes the ``ours`` and ``baseline``
+rows (plain aiortc moves ~5-10 MB/s); every other row uses ``--size-mb``. Ratios
+compare MB/s against the ``baseline`` and ``tcp`` rows of the same run.
 
-Each scheme runs in its own subprocess (both peers in it, on loopback) so peak RSS
-is per scheme. Reported per scheme: MB/s, wall and CPU seconds of the transfer,
-peak RSS growth over the post-import baseline, and connection setup time.
-
-- ``ours``: connect/accept + PSK authentication + ``send_file`` (SHA-256 on both
-  ends, .part + atomic rename, event-driven flow control, 64 KiB chunks).
 - ``baseline``: the original sleap-rtc scheme -- whole file read into memory,
   64 KiB chunks, poll ``bufferedAmount`` < 16 MiB every 0.1 s, receiver writes chunks.
-- ``tcp``: asyncio streams over 127.0.0.1, 64 KiB reads; the ceiling on this machine.
-- ``direct``: as ``ours`` with the direct TLS path enabled (``FastPaths(direct=True)``).
-- ``shared``: as ``ours`` with a ``transfer.shared_paths`` mapping between two folder
-  names for the same storage: the receiver copies and verifies, no bytes on the link.
-- ``cache``: the same file submitted a second time (first send not timed): nothing moves.
+- ``ours``: connect/accept + PSK authentication + ``send_file`` over the data
+  channel with aiortc's standard SCTP packets (SHA-256 on both ends, .part + rename).
+- ``tuned``: as ``ours`` with both peers announcing ``+sctp16k`` (large SCTP packets,
+  fewer SACKs: ``sleap_rtc_plugin.peer.sctp_tuning``) -- the path through NAT.
+- ``tcp``: asyncio streams over 127.0.0.1, no TLS, no hashing: the ceiling here.
+- ``direct``: the direct TLS stream (``FastPaths(direct=True)``).
+- ``shared``: a ``transfer.shared_paths`` mapping between two names of one folder:
+  the receiver copies and verifies, no bytes on the link.
+- ``cache``: the same file submitted a second time (first send not timed).
 
-``mb_per_s`` is file size over the whole timed section (for ours/direct/shared/cache:
-``send_file`` including the sender's SHA-256 and the receiver's verification);
-``transfer_mb_per_s`` is ``SentFile.mb_per_s`` (after the sender's hash).
+``mb_per_s``: file size over the timed ``send_file`` (the sender's SHA-256 and the
+receiver's verification included; setup and authentication reported apart);
+``transfer_mb_per_s``: ``SentFile.mb_per_s`` (after the sender's hash). ``cpu_s``:
+both processes, whole run (setup included); ``peak_rss_growth_mb``: the larger of
+the two processes' peak RSS growth over their post-import RSS.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODES = ("ours", "baseline", "tcp", "direct", "shared", "cache")
+MODES = ("baseline", "ours", "tuned", "tcp", "direct", "shared", "cache")
 SLOW_MODES = ("ours", "baseline")
 
 
@@ -57,89 +60,56 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _pair(fastpaths=None):
-    from sleap_rtc_plugin.peer import accept, connect
-
-    holder = {}
-
-    async def send_offer(offer):
-        answer, holder["task"] = await accept(offer, role="worker", peer_id="w", allow_loopback=True, fastpaths=fastpaths)
-        return answer
-
-    t0 = time.perf_counter()
-    client = await connect(send_offer, role="client", peer_id="c", allow_loopback=True, fastpaths=fastpaths)
-    worker = await holder["task"]
-    return client, worker, time.perf_counter() - t0
+# -- two processes: the parent of a run is the client (sender), a forked child the worker ----------
+#
+# Signaling (SDP offer/answer), the worker's CPU figure and its received-file check travel over a
+# multiprocessing Pipe; the bytes travel over loopback exactly as between two machines.
 
 
-async def run_ours(src: Path, out: Path) -> dict:
-    client, worker, setup = await _pair()
-    t0 = time.perf_counter()
-    await asyncio.gather(client.authenticate(b"bench-secret"), worker.authenticate(b"bench-secret"))
-    auth_s = time.perf_counter() - t0
-    worker.accept_files(out)
-    sent = await client.send_file(src)
-    assert not sent.cached
-    await client.close()
-    await worker.close()
-    return {"setup_s": setup, "auth_s": auth_s}
-
-
-async def _fast(src: Path, out: Path, fastpaths, *, repeat: bool = False) -> tuple[dict, float]:
-    """Run one fast-path send; returns (extra fields, seconds of the timed send)."""
-    client, worker, setup = await _pair(fastpaths)
-    await asyncio.gather(client.authenticate(b"bench-secret"), worker.authenticate(b"bench-secret"))
-    worker.accept_files(out)
-    if repeat:
-        await client.send_file(src)
-        await worker.receive_file()
-    t0 = time.perf_counter()
-    sent = await client.send_file(src, name=src.name + (".again" if repeat else ""))
-    seconds = time.perf_counter() - t0
-    await worker.receive_file()
-    await client.close()
-    await worker.close()
-    extra = {"setup_s": setup, "via": sent.via, "bytes_sent": sent.bytes_sent, "transfer_mb_per_s": round(sent.mb_per_s, 2)}
-    if sent.fallback:
-        extra["fallback"] = sent.fallback
-    return extra, seconds
-
-
-async def run_direct(src: Path, out: Path) -> dict:
+def _fastpaths(mode: str, src: Path, out: Path):
     from sleap_rtc_plugin.peer import FastPaths
 
-    return await _fast(src, out, FastPaths(direct=True))
+    if mode == "ours":
+        return FastPaths(direct=False, sctp=False)
+    if mode == "tuned":
+        return FastPaths(direct=False, sctp=True)
+    if mode in ("direct", "cache"):
+        return FastPaths(direct=True, sctp=False)
+    if mode == "shared":
+        return FastPaths(direct=False, sctp=False, shared_paths=((str(src.parent), str(out / "worker-view-of-share")),))
+    raise ValueError(mode)
 
 
-async def run_shared(src: Path, out: Path) -> dict:
-    from sleap_rtc_plugin.peer import FastPaths
+async def _worker_link(conn, mode: str, src: Path, out: Path) -> dict:
+    from sleap_rtc_plugin.peer import accept
 
-    worker_view = out / "worker-view-of-share"
-    worker_view.symlink_to(src.parent, target_is_directory=True)
-    mapping = ((str(src.parent), str(worker_view)),)
-    return await _fast(src, out, FastPaths(direct=False, shared_paths=mapping))
+    if mode == "shared":
+        (out / "worker-view-of-share").symlink_to(src.parent, target_is_directory=True)
+    offer = await asyncio.to_thread(conn.recv)
+    answer, task = await accept(offer, role="worker", peer_id="w", allow_loopback=True, fastpaths=_fastpaths(mode, src, out))
+    conn.send(answer)
+    link = await task
+    await link.authenticate(b"bench-secret")
+    link.accept_files(out)
+    for _ in range(2 if mode == "cache" else 1):
+        got = await link.receive_file(timeout=3600)
+    conn.send({"received": str(got.path), "tuned": getattr(link.transport, "large_packets", False)})
+    await link.closed.wait()
+    return {}
 
 
-async def run_cache(src: Path, out: Path) -> dict:
-    from sleap_rtc_plugin.peer import FastPaths
-
-    return await _fast(src, out, FastPaths(direct=True), repeat=True)
-
-
-async def run_baseline(src: Path, out: Path) -> dict:
-    from aiortc import RTCConfiguration, RTCPeerConnection
+async def _worker_baseline(conn, mode: str, src: Path, out: Path) -> dict:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     from sleap_rtc_plugin.peer.ice import enable_loopback_candidates
 
     enable_loopback_candidates()
-    t0 = time.perf_counter()
-    a, b = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    ch = a.createDataChannel("bench")
-    opened, done = asyncio.Event(), asyncio.Event()
-    ch.on("open", opened.set)
-    sink = open(out / src.name, "wb")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    done = asyncio.Event()
+    target = out / src.name
+    sink = open(target, "wb")
 
-    @b.on("datachannel")
+    @pc.on("datachannel")
     def _dc(channel):
         @channel.on("message")
         def _msg(m):
@@ -149,78 +119,161 @@ async def run_baseline(src: Path, out: Path) -> dict:
             elif isinstance(m, bytes):
                 sink.write(m)
 
-    await a.setLocalDescription(await a.createOffer())
-    await b.setRemoteDescription(a.localDescription)
-    await b.setLocalDescription(await b.createAnswer())
-    await a.setRemoteDescription(b.localDescription)
-    await opened.wait()
-    setup = time.perf_counter() - t0
-    data = src.read_bytes()  # the original reads the whole file into memory
-    for i in range(0, len(data), 64 * 1024):
-        while ch.bufferedAmount > 16 * 1024 * 1024:
-            await asyncio.sleep(0.1)
-        ch.send(data[i : i + 64 * 1024])
-    ch.send("END")
+    offer = await asyncio.to_thread(conn.recv)
+    await pc.setRemoteDescription(RTCSessionDescription(**offer))
+    await pc.setLocalDescription(await pc.createAnswer())
+    conn.send({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
     await done.wait()
-    await a.close()
-    await b.close()
-    return {"setup_s": setup}
+    conn.send({"received": str(target)})
+    await asyncio.to_thread(conn.recv)
+    await pc.close()
+    return {}
 
 
-async def run_tcp(src: Path, out: Path) -> dict:
+async def _worker_tcp(conn, mode: str, src: Path, out: Path) -> dict:
     done = asyncio.Event()
+    target = out / src.name
 
     async def handle(reader, writer):
-        with open(out / src.name, "wb") as fh:
+        with open(target, "wb") as fh:
             while chunk := await reader.read(256 * 1024):
                 fh.write(chunk)
         writer.close()
         done.set()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    conn.send(server.sockets[0].getsockname()[1])
+    await done.wait()
+    server.close()
+    conn.send({"received": str(target)})
+    return {}
+
+
+def _worker_process(conn, mode: str, src: str, out: str) -> None:
+    import aiortc  # noqa: F401
+
+    import sleap_rtc_plugin.peer  # noqa: F401
+
+    runner = {"baseline": _worker_baseline, "tcp": _worker_tcp}.get(mode, _worker_link)
+    rss0 = _rss_mb()
+    cpu0 = time.process_time()
+    try:
+        asyncio.run(runner(conn, mode, Path(src), Path(out)))
+    finally:
+        conn.send({"cpu_s": time.process_time() - cpu0, "peak_rss_growth_mb": _peak_rss_mb() - rss0})
+
+
+async def _client_link(conn, mode: str, src: Path, out: Path) -> tuple[dict, float]:
+    from sleap_rtc_plugin.peer import connect
+
+    async def send_offer(offer):
+        conn.send(offer)
+        return await asyncio.to_thread(conn.recv)
+
+    t0 = time.perf_counter()
+    link = await connect(send_offer, role="client", peer_id="c", allow_loopback=True, fastpaths=_fastpaths(mode, src, out))
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await link.authenticate(b"bench-secret")
+    auth_s = time.perf_counter() - t0
+    if mode == "cache":
+        await link.send_file(src)
+    t0 = time.perf_counter()
+    sent = await link.send_file(src, name=src.name + (".again" if mode == "cache" else ""))
+    seconds = time.perf_counter() - t0
+    report = await asyncio.to_thread(conn.recv)
+    extra = {
+        "setup_s": setup, "auth_s": auth_s, "via": sent.via, "bytes_sent": sent.bytes_sent,
+        "transfer_mb_per_s": round(sent.mb_per_s, 2), "received": report["received"],
+    }
+    if getattr(link.transport, "large_packets", False) or report.get("tuned"):
+        extra["large_sctp_packets"] = [bool(getattr(link.transport, "large_packets", False)), bool(report.get("tuned"))]
+    if sent.fallback:
+        extra["fallback"] = sent.fallback
+    await link.close()
+    return extra, seconds
+
+
+async def _client_baseline(conn, mode: str, src: Path, out: Path) -> tuple[dict, float]:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from sleap_rtc_plugin.peer.ice import enable_loopback_candidates
+
+    enable_loopback_candidates()
+    t0 = time.perf_counter()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    ch = pc.createDataChannel("bench")
+    opened = asyncio.Event()
+    ch.on("open", opened.set)
+    await pc.setLocalDescription(await pc.createOffer())
+    conn.send({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    await pc.setRemoteDescription(RTCSessionDescription(**await asyncio.to_thread(conn.recv)))
+    await opened.wait()
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    data = src.read_bytes()  # the original reads the whole file into memory
+    for i in range(0, len(data), 64 * 1024):
+        while ch.bufferedAmount > 16 * 1024 * 1024:
+            await asyncio.sleep(0.1)
+        ch.send(data[i : i + 64 * 1024])
+    ch.send("END")
+    report = await asyncio.to_thread(conn.recv)
+    seconds = time.perf_counter() - t0
+    conn.send("close")
+    await pc.close()
+    return {"setup_s": setup, "received": report["received"]}, seconds
+
+
+async def _client_tcp(conn, mode: str, src: Path, out: Path) -> tuple[dict, float]:
+    port = await asyncio.to_thread(conn.recv)
     t0 = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    setup = time.perf_counter() - t0
     with open(src, "rb") as fh:
         while chunk := fh.read(64 * 1024):
             writer.write(chunk)
             await writer.drain()
     writer.close()
     await writer.wait_closed()
-    await done.wait()
-    server.close()
-    return {"setup_s": setup}
+    report = await asyncio.to_thread(conn.recv)
+    return {"received": report["received"]}, time.perf_counter() - t0
 
 
 def child(mode: str, src: Path, profile: bool) -> dict:
+    """One run: this process is the client (sender); a forked process is the worker (receiver)."""
+    import multiprocessing
+
     import aiortc  # noqa: F401  (import cost outside the measurement)
 
     import sleap_rtc_plugin.peer  # noqa: F401
 
-    runner = {"ours": run_ours, "baseline": run_baseline, "tcp": run_tcp, "direct": run_direct, "shared": run_shared, "cache": run_cache}[mode]
+    runner = {"baseline": _client_baseline, "tcp": _client_tcp}.get(mode, _client_link)
     with tempfile.TemporaryDirectory() as tmp:
+        ours, theirs = multiprocessing.get_context("fork").Pipe()
+        worker = multiprocessing.get_context("fork").Process(target=_worker_process, args=(theirs, mode, str(src), tmp), daemon=True)
+        worker.start()
         rss0 = _rss_mb()
         prof = cProfile.Profile() if profile else None
-        cpu0, t0 = time.process_time(), time.perf_counter()
+        cpu0 = time.process_time()
         if prof:
             prof.enable()
-        extra = asyncio.run(runner(src, Path(tmp)))
+        extra, wall = asyncio.run(runner(ours, mode, src, Path(tmp)))
         if prof:
             prof.disable()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        if isinstance(extra, tuple):  # fast paths time only the send itself (setup/auth reported apart)
-            extra, wall = extra
+        cpu = time.process_time() - cpu0
+        worker_stats = ours.recv()
+        worker.join(30)
         size = src.stat().st_size
-        received = next(p for p in Path(tmp).rglob(src.name + "*") if ".sleap-rtc" not in str(p) and "worker-view" not in str(p))
+        received = Path(extra.pop("received"))
         assert received.stat().st_size == size, "incomplete transfer"
     result = {
         "mode": mode,
         "size_mb": size / 1e6,
         "wall_s": round(wall, 3),
         "mb_per_s": round(size / 1e6 / wall, 2),
-        "cpu_s": round(cpu, 3),
-        "peak_rss_growth_mb": round(_peak_rss_mb() - rss0, 1),
+        "cpu_s": round(cpu + worker_stats["cpu_s"], 3),
+        "cpu_s_sender": round(cpu, 3),
+        "cpu_s_receiver": round(worker_stats["cpu_s"], 3),
+        "peak_rss_growth_mb": round(max(_peak_rss_mb() - rss0, worker_stats["peak_rss_growth_mb"]), 1),
         **{k: round(v, 4) if isinstance(v, float) else v for k, v in extra.items()},
     }
     if prof:

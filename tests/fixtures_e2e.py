@@ -58,3 +58,63 @@ def project(tmp_path) -> Path:
 
 def spec_for(worker: Worker, **kw) -> ConnectionSpec:
     return ConnectionSpec(session_string=worker.session_string(), ice_loopback=True, **kw)
+
+
+class WorkerProcess:
+    """``sleap-rtc worker`` as a user starts it: a subprocess with an embedded coordinator."""
+
+    def __init__(self, data_dir: Path, *extra: str, env: dict | None = None):
+        import os
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sleap_rtc_plugin", "worker", "--port", "0", "--status-port", "0", "--data-dir", str(data_dir), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            env={**os.environ, "SLEAP_RTC_ICE_LOOPBACK": "1", **(env or {})},
+        )
+        self.output: list[str] = []
+        self.session_string = self.status_url = self.server_url = self.room_id = None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            text = line.strip()
+            if "--session-string" in text:
+                self.session_string = text.split("--session-string", 1)[1].split()[0]
+            elif text.startswith("status:"):
+                self.status_url = text.split()[1]
+            elif text.startswith("coordinator:"):
+                self.server_url = text.split()[1]
+            elif text.startswith("room id:"):
+                self.room_id = text.split()[2]
+            if self.session_string:
+                break
+        if not self.session_string:
+            self.proc.kill()
+            raise RuntimeError("worker did not start:\n" + "".join(self.output))
+        import threading
+
+        self._drain = threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True)
+        self._drain.start()  # a full pipe would block the worker's logging
+
+    @property
+    def status_port(self) -> int:
+        return int(self.status_url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def worker_process(tmp_path):
+    worker = WorkerProcess(tmp_path / "worker-data")
+    yield worker
+    worker.stop()

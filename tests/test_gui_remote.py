@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 
+from fixtures_e2e import worker_process  # noqa: F401
 from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync  # noqa: F401
 
 pytestmark = pytest.mark.gui
@@ -140,21 +141,22 @@ def test_track_dialog_screenshot(main_window):
     dialog.close()
 
 
-def test_end_to_end_remote_training(request, main_window, tmp_path):
-    """Real client, coordinator and CPU worker: train remotely, model lands in models/.
-
-    Runs once the lead's ``coordinator`` and ``cpu_worker`` fixtures exist.
-    """
-    try:
-        coordinator = request.getfixturevalue("coordinator")
-        worker = request.getfixturevalue("cpu_worker")
-    except pytest.FixtureLookupError:
-        pytest.skip("needs the shared coordinator/cpu_worker fixtures")
+@pytest.mark.slow
+def test_end_to_end_remote_training(main_window, worker_process, tmp_path):  # noqa: F811
+    """Real client, coordinator and CPU worker (``sleap-rtc worker`` in a subprocess with
+    its embedded coordinator): train remotely from the dialog; the model lands in models/."""
+    coordinator_url = worker_process.server_url
+    worker = worker_process
     dialog = _open(main_window, "train_remotely")
     panel = dialog.panel
-    panel.server_url.setText(getattr(coordinator, "url", str(coordinator)))
-    panel.session_string.setText(getattr(worker, "session_string", ""))
-    panel.auto_select.setChecked(not panel.session_string.text())
+    panel.server_url.setText(coordinator_url)
+    panel.session_string.setText(worker.session_string)
+    for tab in dialog.tabs.values():  # SLEAP's defaults train for hours on a CPU
+        tab.set_fields_from_key_val_dict({
+            "trainer_config.max_epochs": 2,
+            "model_config.backbone_config.unet.filters": 8,
+            "model_config.backbone_config.unet.max_stride": 8,
+        })
 
     async def scenario():
         dialog.submit()

@@ -5,6 +5,12 @@ at once and do the work in a task on the running event loop (asyncio under the C
 qasync under SLEAP's Qt loop): find the worker through the coordinator, open the
 WebRTC link, authenticate, send the package, relay progress, fetch the results into
 the project, and acknowledge them so the worker can empty its outbox.
+
+With ``queue=QueueOptions(...)`` the job goes through the coordinator's queue instead
+(docs/queue.md): the handle reports the queue position, connects to whichever worker
+the job is dispatched to, keeps the checkpoints that worker relays, hands the newest
+one to the next worker when the job is requeued, and accepts results only from the
+current attempt.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from ..peer.fastpath import FastPaths
 from ..peer.errors import AuthError, ConnectError, LinkClosedError, PeerLinkError, TransferError
 from ..protocol import ProtocolError
 from ..protocol.peer import Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultReleased
+from ..protocol.queue import CheckpointNotice, QueueUpdate
 from ..protocol.session_string import SessionString
+from .checkpoints import CheckpointError, CheckpointStore
 from .results import install_results
 from .selection import WorkerInfo, auto_select, matches
 from .zmq_bridge import LossViewerBridge
@@ -33,7 +41,9 @@ from .zmq_bridge import LossViewerBridge
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
-EventKind = Literal["status", "transfer", "progress", "log", "result", "error"]
+EventKind = Literal["status", "transfer", "progress", "log", "checkpoint", "result", "error"]
+#: Errors of one attempt that another attempt cannot fix: withdraw the queued job.
+_FATAL_ATTEMPT_CODES = frozenset({"no_package", "missing_secret", "bad_secret"})
 
 
 class RemoteError(Exception):
@@ -84,6 +94,21 @@ class ConnectionSpec:
         if not spec.room_id or not spec.token:
             raise RemoteError("no_room", "no room given: pass --session-string, or --room-id and --token (the worker prints both)")
         return spec
+
+
+@dataclass
+class QueueOptions:
+    """Submit through the coordinator's queue: what a worker must offer, and priority.
+
+    ``labels`` values are shell globs (``gpu=a100*``); ``worker_id`` pins the job.
+    """
+
+    min_gpu_memory_mb: int = 0
+    gpu_count: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    worker_id: str | None = None
+    priority: int = 0
+    max_retries: int = 3
 
 
 @dataclass(frozen=True)
@@ -159,6 +184,7 @@ class JobHandle:
         controller_port: int | None = None,
         options: dict[str, Any] | None = None,
         settings: Settings | None = None,
+        queue: QueueOptions | None = None,
     ):
         self.kind = kind
         self.job_id = job_id or uuid.uuid4().hex[:12]
@@ -174,6 +200,10 @@ class JobHandle:
         self._events: asyncio.Queue[JobEvent | None] = asyncio.Queue()
         self._link = None
         self._detached = False
+        self.queue = queue
+        self.attempt = 0
+        self._coord: CoordinatorClient | None = None
+        self._checkpoints: CheckpointStore | None = None
         self._task = asyncio.ensure_future(self._run())
 
     # -- public ---------------------------------------------------------------
@@ -193,7 +223,14 @@ class JobHandle:
         await self._control("stop")
 
     async def cancel(self) -> None:
-        """Kill the remote job; nothing is returned."""
+        """Kill the remote job; nothing is returned. A queued job is withdrawn from the
+        queue first, so the coordinator does not hand it to another worker."""
+        if self.queue is not None and self._coord is not None:
+            with contextlib.suppress(CoordinatorError):
+                await self._coord.queue_cancel(self.job_id)
+            if self._link is None:
+                self._emit("status", state="cancelling", message="withdrawn from the queue")
+                return
         await self._control("cancel")
 
     async def detach(self) -> None:
@@ -238,40 +275,224 @@ class JobHandle:
     async def _session(self) -> JobOutcome:
         spec = self._spec.resolved(self._settings)
         secret = secrets.lookup_secret(spec.room_id, explicit=spec.room_secret)
+        if self.queue is not None and self.intent == "submit":
+            return await self._queued_session(spec, secret)
         async with _coordinator(spec) as coord:
             worker = await self._choose_worker(coord, spec)
             self.worker = worker
             self._emit("status", state="connecting", message=f"connecting to {worker.name}", worker=worker.peer_id)
+            link = await self._open_link(coord, spec, worker.peer_id, self.intent)
+        return await self._over_link(link, worker, secret, self.intent)
 
-            async def send_offer(offer: dict) -> dict:
-                await coord.relay(worker.peer_id, "offer", {"offer": offer, "intent": self.intent, "job_id": self.job_id})
-                try:
-                    answer = await coord.next_relay(kind="answer", source=worker.peer_id)
-                except RelayRejected as exc:
-                    raise RemoteError(exc.code, exc.message) from None
-                return answer.payload
+    async def _open_link(self, coord: CoordinatorClient, spec: ConnectionSpec, worker_id: str, intent: str):
+        async def send_offer(offer: dict) -> dict:
+            await coord.relay(worker_id, "offer", {"offer": offer, "intent": intent, "job_id": self.job_id})
+            try:
+                answer = await coord.next_relay(kind="answer", source=worker_id)
+            except RelayRejected as exc:
+                raise RemoteError(exc.code, exc.message) from None
+            return answer.payload
 
-            link = await connect(
-                send_offer,
-                ice_servers=spec.ice_servers or [],
-                timeout=spec.timeout,
-                role="client",
-                peer_id=coord.peer_id or "",
-                allow_loopback=spec.ice_loopback,
-                fastpaths=FastPaths.from_settings(self._settings),
-            )
+        return await connect(
+            send_offer,
+            ice_servers=spec.ice_servers or [],
+            timeout=spec.timeout,
+            role="client",
+            peer_id=coord.peer_id or "",
+            allow_loopback=spec.ice_loopback,
+            fastpaths=FastPaths.from_settings(self._settings),
+        )
+
+    async def _over_link(self, link, worker: WorkerInfo, secret, intent: str, *, resume: bool = False) -> JobOutcome:
+        """Authenticate, send the package (and a checkpoint to resume from), follow the job."""
         self._link = link
         try:
-            await link.authenticate(secret)
             incoming = self.project_dir / ".sleap-rtc" / "incoming" / self.job_id
             link.accept_files(incoming, cache_dir=self.project_dir / ".sleap-rtc" / "cache",
                               max_size=int(self._settings.get("transfer.max_file_mb", 20480)) * 2**20,
                               cache_max_bytes=int(self._settings.get("transfer.cache_mb", 10240)) * 2**20)
-            if self.intent == "submit":
+            await link.authenticate(secret)
+            if intent == "submit":
+                if resume:
+                    await self._hand_over_checkpoint(link)
                 await self._send_package(link)
             return await self._follow(link, worker, incoming)
         finally:
             await link.close("job session over")
+            if self._link is link:
+                self._link = None
+
+    # -- queued jobs -------------------------------------------------------------
+    async def _queued_session(self, spec: ConnectionSpec, secret) -> JobOutcome:
+        """Submit to the coordinator's queue and follow the job across attempts."""
+        assert self.queue is not None and self.package_path is not None and spec.server_url and spec.room_id and spec.token
+        if not self.package_path.is_file():
+            raise RemoteError("no_package", f"package {self.package_path} does not exist")
+        coord = CoordinatorClient(spec.server_url, room_id=spec.room_id, token=spec.token, role="client", reconnect=True,
+                                  backoff_initial=0.2, backoff_max=5.0)
+        try:
+            await coord.start()
+        except CoordinatorError as exc:
+            raise RemoteError(exc.code, _coordinator_hint(exc, spec.server_url)) from None
+        self._coord = coord
+        self._checkpoints = CheckpointStore(self.project_dir / ".sleap-rtc" / "checkpoints", self.job_id)
+        try:
+            return await self._queue_loop(coord, spec, secret)
+        finally:
+            self._coord = None
+            await coord.close()
+
+    async def _queue_loop(self, coord: CoordinatorClient, spec: ConnectionSpec, secret) -> JobOutcome:
+        q = self.queue
+        assert q is not None and self.package_path is not None
+        job_spec = {"kind": self.kind, "package": self.package_path.name, "size": self.package_path.stat().st_size}
+        try:
+            position = await coord.queue_submit(
+                self.job_id, job_spec, min_gpu_memory_mb=q.min_gpu_memory_mb, gpu_count=q.gpu_count, labels=q.labels,
+                worker_id=q.worker_id, priority=q.priority, max_retries=q.max_retries,
+            )
+        except CoordinatorError as exc:
+            raise RemoteError(exc.code, exc.message) from None
+        self._emit("status", state="queued", message=f"queued as job {self.job_id}, position {position} (0 = next)", position=position)
+        attempt_task: asyncio.Task | None = None
+        last_state = "queued"
+        fetches = 0
+        seen_reconnects = coord.reconnects
+
+        def start(attempt: int, worker_id: str, intent: str) -> asyncio.Task:
+            return asyncio.ensure_future(self._attempt(coord, spec, secret, attempt, worker_id, intent))
+
+        try:
+            while True:
+                waiter = asyncio.ensure_future(coord.next_push("queue_update", job_id=self.job_id, timeout=5.0))
+                waits = {waiter} | ({attempt_task} if attempt_task is not None else set())
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if attempt_task is not None and attempt_task in done:
+                    finished, attempt_task = attempt_task, None
+                    try:
+                        outcome = finished.result()
+                    except RemoteError as exc:
+                        if exc.code in _FATAL_ATTEMPT_CODES:
+                            with contextlib.suppress(CoordinatorError):
+                                await coord.queue_cancel(self.job_id)
+                            raise
+                        log.warning("job %s attempt %d ended without results: %s", self.job_id, self.attempt, exc)
+                        self._emit("status", state="waiting", message=f"attempt {self.attempt} ended ({exc.message}); waiting for the coordinator")
+                    else:
+                        waiter.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, TimeoutError, CoordinatorError):
+                            await waiter
+                        return outcome
+                    if last_state == "succeeded" and fetches < 3:
+                        fetches += 1
+                        attempt_task = start(self.attempt, self.worker.peer_id if self.worker else "", "attach")
+                if waiter not in done:
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, TimeoutError, CoordinatorError):
+                        await waiter
+                    continue
+                try:
+                    update = waiter.result()
+                except TimeoutError:
+                    if coord.reconnects != seen_reconnects and coord.connected:
+                        try:
+                            update = await coord.queue_watch(self.job_id)  # updates may have been missed while away
+                        except CoordinatorError as exc:
+                            log.info("job %s: queue_watch after reconnect failed: %s", self.job_id, exc)
+                            continue
+                        seen_reconnects = coord.reconnects
+                    else:
+                        continue
+                except CoordinatorError as exc:
+                    raise RemoteError("coordinator_lost", f"lost the coordinator ({exc.message}); the job stays queued there: check it with `sleap-rtc admin jobs`") from None
+                assert isinstance(update, QueueUpdate)
+                last_state = update.state
+                if update.state == "queued":
+                    if attempt_task is not None:
+                        await self._drop_attempt(attempt_task, "the job was requeued")
+                        attempt_task = None
+                    self._emit("status", state="queued", message=update.message or f"position {update.position} in the queue", position=update.position)
+                elif update.state == "dispatched" and update.attempt > self.attempt and update.worker_id:
+                    if attempt_task is not None:
+                        await self._drop_attempt(attempt_task, f"attempt {update.attempt} replaces it")
+                    self.attempt = update.attempt
+                    self._emit("status", state="dispatched", message=update.message or f"dispatched to {update.worker_id}", worker=update.worker_id, attempt=update.attempt)
+                    attempt_task = start(update.attempt, update.worker_id, "submit")
+                elif update.state == "running":
+                    self._emit("status", state="running", message=update.message, attempt=update.attempt)
+                elif update.state == "succeeded":
+                    if attempt_task is None and update.worker_id and fetches < 3:
+                        fetches += 1
+                        attempt_task = start(update.attempt, update.worker_id, "attach")
+                elif update.state in ("failed", "cancelled"):
+                    if attempt_task is not None:
+                        await self._drop_attempt(attempt_task, f"the job {update.state}")
+                        attempt_task = None
+                    raise RemoteError(f"job_{update.state}", update.message or f"the job was {update.state}")
+        finally:
+            if attempt_task is not None:
+                await self._drop_attempt(attempt_task, "the session ended")
+
+    async def _drop_attempt(self, task: asyncio.Task, why: str) -> None:
+        """Stop following an attempt that no longer owns the job; its results are never taken."""
+        if not task.done():
+            log.info("job %s: dropping the link of an earlier attempt (%s)", self.job_id, why)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def _attempt(self, coord: CoordinatorClient, spec: ConnectionSpec, secret, attempt: int, worker_id: str, intent: str) -> JobOutcome:
+        worker = await self._worker_info(coord, worker_id)
+        self.worker = worker
+        self._emit("status", state="connecting", message=f"connecting to {worker.name} (attempt {attempt})", worker=worker_id, attempt=attempt)
+        try:
+            link = await self._open_link(coord, spec, worker_id, intent)
+            return await self._over_link(link, worker, secret, intent, resume=attempt > 1)
+        except (ConnectError, AuthError, TransferError) as exc:
+            raise RemoteError(str(getattr(exc, "code", None) or getattr(exc, "stage", "connect")), str(exc)) from None
+        except (LinkClosedError, PeerLinkError) as exc:
+            raise RemoteError("connection_lost", f"lost the connection to worker {worker.name} ({exc})") from None
+        except CoordinatorError as exc:
+            raise RemoteError(exc.code, exc.message) from None
+
+    async def _worker_info(self, coord: CoordinatorClient, worker_id: str) -> WorkerInfo:
+        with contextlib.suppress(CoordinatorError):
+            for peer in await coord.discover(role="worker"):
+                if peer.peer_id == worker_id:
+                    return WorkerInfo.from_peer(peer)
+        return WorkerInfo(peer_id=worker_id, name=worker_id, hostname="", status="", accelerator="", gpu_name="",
+                          gpu_memory_free_mb=0, gpu_memory_total_mb=0, gpu_count=0)
+
+    async def _hand_over_checkpoint(self, link) -> None:
+        store = self._checkpoints
+        info = await asyncio.to_thread(store.latest) if store is not None else None
+        if info is None:
+            return
+        self._emit("status", state="resuming", message=f"handing over the checkpoint of {info.model} (epoch {info.epoch}) to resume from")
+        await link.send(CheckpointNotice(job_id=self.job_id, attempt=self.attempt, model=info.model, sha256=info.sha256, size=info.size, epoch=info.epoch))
+        sent = await link.send_file(info.path, name=f"resume-{info.model}.ckpt")
+        log.info("job %s: handed over checkpoint %s", self.job_id, sent.summary())
+
+    async def _keep_checkpoint(self, link, notice: CheckpointNotice) -> None:
+        """A checkpoint relayed by the worker: keep it atomically as the job's latest."""
+        try:
+            got = await link.receive_file(timeout=max(60.0, notice.size / 1e6))
+        except (TimeoutError, TransferError) as exc:
+            log.warning("job %s: relayed checkpoint did not arrive: %s", self.job_id, exc)
+            return
+        store = self._checkpoints
+        assert store is not None
+        try:
+            info = await asyncio.to_thread(store.put, got.path, sha256=notice.sha256, model=notice.model, epoch=notice.epoch,
+                                           attempt=notice.attempt, move=True)
+        except (CheckpointError, OSError) as exc:
+            log.warning("job %s: relayed checkpoint not kept: %s", self.job_id, exc)
+            return
+        receiver = link.transfers.receiver
+        cached = receiver.cached_path(notice.sha256) if receiver is not None else None
+        if cached is not None:
+            await asyncio.to_thread(cached.unlink, True)
+        self._emit("checkpoint", model=info.model, epoch=info.epoch, attempt=info.attempt, path=str(info.path), size=info.size)
 
     async def _choose_worker(self, coord: CoordinatorClient, spec: ConnectionSpec) -> WorkerInfo:
         workers = await _discover(coord, spec)
@@ -333,6 +554,8 @@ class JobHandle:
                     self._emit("status", state=msg.state, message=msg.message, **msg.detail)
                     if msg.state in ("failed", "cancelled"):
                         raise RemoteError(f"job_{msg.state}", msg.message or f"the job was {msg.state} on the worker")
+                elif isinstance(msg, CheckpointNotice) and self._checkpoints is not None:
+                    await self._keep_checkpoint(link, msg)
                 elif isinstance(msg, JobResult):
                     return await self._fetch_results(link, worker, msg, incoming)
                 elif isinstance(msg, PeerError):
@@ -368,15 +591,18 @@ def submit_training(
     publish_port: int | None = None,
     controller_port: int | None = None,
     options: dict[str, Any] | None = None,
+    queue: QueueOptions | None = None,
 ) -> JobHandle:
-    """Train remotely. Must be called with an event loop running."""
+    """Train remotely (through the coordinator's queue with ``queue``). Must be called
+    with an event loop running."""
     return JobHandle("train", spec, project_dir=project_dir, package_path=package_path,
-                     publish_port=publish_port, controller_port=controller_port, options=options)
+                     publish_port=publish_port, controller_port=controller_port, options=options, queue=queue)
 
 
-def submit_inference(package_path: Path, spec: ConnectionSpec, *, project_dir: Path, options: dict[str, Any] | None = None) -> JobHandle:
+def submit_inference(package_path: Path, spec: ConnectionSpec, *, project_dir: Path, options: dict[str, Any] | None = None,
+                     queue: QueueOptions | None = None) -> JobHandle:
     """Predict remotely; predictions land under ``<project_dir>/predictions/``."""
-    return JobHandle("track", spec, project_dir=project_dir, package_path=package_path, options=options)
+    return JobHandle("track", spec, project_dir=project_dir, package_path=package_path, options=options, queue=queue)
 
 
 def attach(job_id: str, spec: ConnectionSpec, *, project_dir: Path, kind: Literal["train", "track"] = "train",
@@ -386,5 +612,5 @@ def attach(job_id: str, spec: ConnectionSpec, *, project_dir: Path, kind: Litera
                      publish_port=publish_port, controller_port=controller_port)
 
 
-__all__ = ["ConnectionSpec", "JobEvent", "JobHandle", "JobOutcome", "RemoteError", "WorkerInfo", "attach", "list_workers",
+__all__ = ["ConnectionSpec", "JobEvent", "JobHandle", "JobOutcome", "QueueOptions", "RemoteError", "WorkerInfo", "attach", "list_workers",
            "submit_inference", "submit_training"]

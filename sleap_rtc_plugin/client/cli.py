@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..worker.cli import parse_labels
-from .api import ConnectionSpec, JobHandle, JobOutcome, RemoteError, attach, list_workers, submit_inference, submit_training
+from .api import ConnectionSpec, JobHandle, JobOutcome, QueueOptions, RemoteError, attach, list_workers, submit_inference, submit_training
 from .progress import ProgressDisplay
 from .selection import WorkerInfo
 
@@ -28,7 +28,12 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     conn.add_argument("--server", metavar="URL", help="coordinator websocket URL (default: signaling_ws from config, or the session string's)")
     filters = parser.add_argument_group("worker filters")
     filters.add_argument("--min-gpu-memory", type=int, metavar="MB", help="only workers with at least this much free GPU memory")
-    filters.add_argument("--label", action="append", metavar="KEY=VALUE", help="only workers with this label; repeatable")
+    filters.add_argument("--label", action="append", metavar="KEY=VALUE", help="only workers with this label (with --queue the value is a glob, e.g. gpu=a100*); repeatable")
+    queue = parser.add_argument_group("job queue (the coordinator picks the worker and requeues the job if it dies)")
+    queue.add_argument("--queue", action="store_true", help="submit through the coordinator's queue instead of picking a worker now")
+    queue.add_argument("--gpus", type=int, default=0, metavar="N", help="with --queue: only workers with at least N GPUs")
+    queue.add_argument("--priority", type=int, default=0, metavar="P", help="with --queue: higher runs first (default 0)")
+    queue.add_argument("--max-retries", type=int, default=3, metavar="N", help="with --queue: retries after infrastructure failures (default 3)")
     sec = parser.add_argument_group("security")
     sec.add_argument("--room-secret", metavar="SECRET", help="room secret (default: SLEAP_RTC_ROOM_SECRET_<ROOM_ID> or the saved credentials)")
 
@@ -90,7 +95,13 @@ async def _run_job(args: argparse.Namespace, kind: str) -> int:
         spec = spec_from_args(args)
     except RemoteError as exc:
         raise UserError(str(exc)) from None
-    if not (spec.worker_id or spec.auto_select):
+    queue = None
+    if getattr(args, "queue", False):
+        if args.attach:
+            raise UserError("--queue submits a new job; drop it to --attach to an earlier one")
+        queue = QueueOptions(min_gpu_memory_mb=args.min_gpu_memory or 0, gpu_count=args.gpus, labels=parse_labels(args.label),
+                             worker_id=args.worker_id, priority=args.priority, max_retries=args.max_retries)
+    elif not (spec.worker_id or spec.auto_select):
         if sys.stdin.isatty():
             spec = await _pick_interactively(spec)
         else:
@@ -107,9 +118,9 @@ async def _run_job(args: argparse.Namespace, kind: str) -> int:
             raise UserError(f"package {pkg} does not exist")
         project = Path(args.project_dir).resolve() if args.project_dir else pkg.parent
         if kind == "train":
-            handle = submit_training(pkg, spec, project_dir=project, publish_port=args.publish_port, controller_port=args.controller_port)
+            handle = submit_training(pkg, spec, project_dir=project, publish_port=args.publish_port, controller_port=args.controller_port, queue=queue)
         else:
-            handle = submit_inference(pkg, spec, project_dir=project)
+            handle = submit_inference(pkg, spec, project_dir=project, queue=queue)
     outcome = await follow(handle, plain=args.no_progress)
     print(describe_outcome(outcome))
     return 0

@@ -62,6 +62,8 @@ class ProgressDisplay:
             self._transfer(data)
         elif event.kind == "progress":
             self._training(data)
+        elif event.kind == "checkpoint":
+            self._say(f"checkpoint kept: {data.get('model')} epoch {data.get('epoch')} ({int(data.get('size') or 0) / 1e6:.1f} MB)")
         elif event.kind == "log" and self.plain:
             pass
         elif event.kind == "error":

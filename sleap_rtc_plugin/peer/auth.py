@@ -88,7 +88,7 @@ async def _respond(link: "PeerLink", secret: bytes, prover: str, timeout: float)
 
 
 def _hello(link: "PeerLink", secret: bytes | None) -> Hello:
-    return Hello(role=link.role, peer_id=link.peer_id, auth_required=secret is not None, software=software_string(link.fastpaths.features()))
+    return Hello(role=link.role, peer_id=link.peer_id, auth_required=secret is not None, software=software_string(link.local_features()))
 
 
 def _note_hello(link: "PeerLink", hello: Hello) -> None:

@@ -8,6 +8,9 @@ path switched off -- gets the plain data channel. The hello travels on the DTLS
 channel whose fingerprints the PSK proof binds, so the announcement cannot be
 altered by the relay that carried the SDP.
 
+``+sctp16k`` is not a path of its own: both peers announcing it lets the data
+channel itself use large SCTP packets and fewer SACKs (:mod:`.sctp_tuning`).
+
 Order per transfer: receiver cache hit (nothing moves) > shared storage (a path
 moves) > direct TLS stream > data channel. Each faster path falls back to the next
 on failure, resuming at the receiver's offset; SHA-256 of the whole file is checked
@@ -22,6 +25,7 @@ from typing import Any, Mapping
 SOFTWARE = "sleap-rtc-plugin"
 DIRECT = "direct"
 SHARED = "shared"
+SCTP = "sctp16k"
 
 VIA_CACHE = "cache"
 VIA_SHARED = "shared"
@@ -36,11 +40,16 @@ class FastPaths:
     direct: bool = True
     direct_timeout: float = 3.0
     shared_paths: tuple[tuple[str, str], ...] = ()
+    sctp: bool = True
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | Any) -> "FastPaths":
         get = settings.get
-        return cls(direct=bool(get("transfer.direct", True)), shared_paths=parse_mappings(get("transfer.shared_paths", None) or []))
+        return cls(
+            direct=bool(get("transfer.direct", True)),
+            shared_paths=parse_mappings(get("transfer.shared_paths", None) or []),
+            sctp=bool(get("transfer.sctp_tuning", True)),
+        )
 
     def features(self) -> set[str]:
         out = set()
@@ -48,6 +57,8 @@ class FastPaths:
             out.add(DIRECT)
         if self.shared_paths:
             out.add(SHARED)
+        if self.sctp:
+            out.add(SCTP)
         return out
 
 

@@ -26,7 +26,7 @@ from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, Keep
 from ..protocol.transfer import TRANSFER_TYPES
 from . import auth
 from .errors import AuthError, LinkClosedError
-from .fastpath import FastPaths
+from .fastpath import SCTP, FastPaths
 from .transfer import DEFAULT_CACHE_MAX_BYTES, DEFAULT_MAX_SIZE, FileReceiver, Progress, ReceivedFile, SentFile, Transfers
 from .transport import Transport
 
@@ -52,6 +52,7 @@ class PeerLink:
         self.transport = transport
         self.fastpaths = fastpaths if fastpaths is not None else FastPaths(direct=False)
         self.remote_features: set[str] = set()
+        self._local_features: set[str] | None = None
         self.role = role
         self.peer_id = peer_id
         self.remote_peer_id = ""
@@ -185,6 +186,23 @@ class PeerLink:
         self._inbox.put_nowait(msg)
 
     # -- authentication ------------------------------------------------------
+    def local_features(self) -> set[str]:
+        """What this side announces in its ``hello``; ``sctp16k`` only once large packets can be received."""
+        if self._local_features is None:
+            features = set(self.fastpaths.features())
+            prepare = getattr(self.transport, "prepare_large_packets", None)
+            if SCTP in features and (prepare is None or not prepare()):
+                features.discard(SCTP)
+            self._local_features = features
+        return self._local_features
+
+    async def _tune_channel(self) -> None:
+        if SCTP in self.local_features() and SCTP in self.remote_features:
+            try:
+                await self.transport.enable_large_packets()
+            except Exception:
+                log.exception("SCTP tuning failed on link %s; standard packets", self.peer_id or self.role)
+
     async def authenticate(self, secret: bytes | str | None, *, require: bool | None = None, timeout: float = 15.0) -> str:
         """Run the mutual room-secret handshake; returns ``"psk"`` or ``"legacy"``.
 
@@ -211,6 +229,7 @@ class PeerLink:
         self.auth_mode = mode
         self.authenticated = True
         log.info("peer link %s authenticated (%s) with %s", self.peer_id or self.role, mode, self.remote_peer_id)
+        await self._tune_channel()
         return mode
 
     # -- files ---------------------------------------------------------------

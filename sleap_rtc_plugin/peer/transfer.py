@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 ACK_EVERY = 4 * 1024 * 1024
+SEND_WINDOW = 16 * 1024 * 1024
 DIRECT_DURABLE_EVERY = 64 * 1024 * 1024
 DIRECT_FAIL_WAIT = 30.0
 DEFAULT_MAX_SIZE = 20 * 1024**3
@@ -385,11 +386,25 @@ class _Outgoing:
         self.replies: asyncio.Queue = asyncio.Queue()
         self.error: BaseException | None = None
         self.direct: DirectOffer | None = None
+        self.acked = 0
+        self.ack_event = asyncio.Event()
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
         self.replies.put_nowait(exc)
+        self.ack_event.set()
+
+    def on_ack(self, offset: int) -> None:
+        self.acked = max(self.acked, offset)
+        self.ack_event.set()
+
+    async def window(self, offset: int) -> None:
+        """Wait while more than ``SEND_WINDOW`` bytes are unacknowledged: the receiver's disk and hash
+        set the pace, so a fast link never piles the file up in the receiver's memory."""
+        while offset - self.acked > SEND_WINDOW and self.error is None:
+            self.ack_event.clear()
+            await self.ack_event.wait()
 
     async def next(self):
         item = await self.replies.get()
@@ -469,10 +484,13 @@ class Transfers:
         try:
             tid_bytes = bytes.fromhex(tid)
             transport = self.link.transport
+            chunk_size = transport.chunk_payload(HEADER.size, CHUNK_SIZE) if hasattr(transport, "chunk_payload") else CHUNK_SIZE
+            out.on_ack(offset)
             while offset < size:
+                await out.window(offset)
                 if out.error is not None:
                     raise out.error
-                data = await asyncio.to_thread(_read_chunk, fh, min(CHUNK_SIZE, size - offset))
+                data = await asyncio.to_thread(_read_chunk, fh, min(chunk_size, size - offset))
                 if not data:
                     raise TransferError("io_error", f"{path} shrank while it was being sent")
                 await transport.send_bytes(HEADER.pack(MAGIC, tid_bytes, offset) + data)
@@ -588,7 +606,9 @@ class Transfers:
                 return
             if isinstance(msg, FileReject):
                 out.fail(TransferError(msg.code, f"receiver refused the file: {msg.message}"))
-            elif not isinstance(msg, FileAck):
+            elif isinstance(msg, FileAck):
+                out.on_ack(msg.offset)
+            else:
                 out.replies.put_nowait(msg)
         elif isinstance(msg, FileOffer):
             await self._on_offer(msg)

@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 256 * 1024
+TUNED_MESSAGE_SIZE = 256 * 1024
 
 OnMessage = Callable[[str | bytes], None]
 OnClose = Callable[[str], None]
@@ -109,6 +110,32 @@ class DataChannelTransport:
         if self.outgoing_filter is not None:
             data = self.outgoing_filter(data)
         self.channel.send(data)
+
+    def prepare_large_packets(self) -> bool:
+        """Accept large SCTP packets from the peer (before announcing ``+sctp16k``); False if unavailable."""
+        from . import sctp_tuning
+
+        return sctp_tuning.prepare_receive(self.pc.sctp)
+
+    async def enable_large_packets(self) -> bool:
+        """Send large SCTP packets with fewer SACKs (after the peer announced ``+sctp16k``)."""
+        from . import sctp_tuning
+
+        return await sctp_tuning.enable_send(self.pc.sctp)
+
+    def chunk_payload(self, header: int, default: int) -> int:
+        """File bytes per binary message: ``default``, or whole large SCTP packets once tuned."""
+        if not self.large_packets:
+            return default
+        from . import sctp_tuning
+
+        return sctp_tuning.message_payload(header, min(self.max_message_size, TUNED_MESSAGE_SIZE))
+
+    @property
+    def large_packets(self) -> bool:
+        from . import sctp_tuning
+
+        return sctp_tuning.is_tuned(self.pc.sctp)
 
     async def close(self) -> None:
         self._closed_by("closed locally")

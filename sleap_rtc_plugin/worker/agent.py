@@ -6,6 +6,13 @@ one job at a time through the status machine, forwards progress to whichever
 client links follow the job, and keeps results in the outbox until a client
 acknowledges them. A client that goes away does not stop its job: it can come
 back with ``attach`` and still get the results.
+
+Queued jobs (docs/queue.md) arrive as a coordinator ``job_dispatch``: the worker
+reserves itself for that client, reports each step of the attempt (``accepted``,
+``running``, ``progress``, ``checkpoint``, ``succeeded``/``failed``), relays
+``last.ckpt`` to the client every ``checkpoint_interval`` seconds so a later attempt
+can resume, and stops the job the moment the coordinator answers ``stale_attempt``:
+the attempt that replaced it owns the outcome.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..config import Settings, user_data_dir
-from ..coordinator.client import CoordinatorClient, create_room
+from ..coordinator.client import CoordinatorClient, CoordinatorError, create_room
 from ..peer import secrets
 from ..peer.connection import accept
 from ..peer.fastpath import FastPaths
@@ -30,10 +37,13 @@ from ..peer.errors import AuthError, PeerLinkError
 from ..peer.link import PeerLink
 from ..protocol.coordinator import Relay
 from ..protocol.peer import Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultFile, ResultReleased
+from ..protocol.queue import CheckpointNotice, JobDispatch
+from .checkpoints import CheckpointWatcher, Snapshot as CheckpointSnapshot
 from ..protocol.session_string import SessionString
 from .engine import JobEngine, JobFailedError
 from .gpu import capabilities
 from .outbox import Outbox
+from .runner import hydra_value
 from .state import Snapshot, WorkerBusy, WorkerState
 
 log = logging.getLogger(__name__)
@@ -60,6 +70,8 @@ class WorkerOptions:
     embedded_db: str | None = None
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 30.0
+    checkpoint_interval: float = 60.0
+    report_patience: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings, *, labels: dict[str, str] | None = None, room_secret: str | None = None) -> "WorkerOptions":
@@ -84,7 +96,33 @@ class WorkerOptions:
             embedded_db=settings.get("server.db"),
             heartbeat_interval=float(settings.get("server.heartbeat_interval", 10.0)),
             heartbeat_timeout=float(settings.get("server.heartbeat_timeout", 30.0)),
+            checkpoint_interval=float(settings.get("worker.checkpoint_interval", 60.0)),
         )
+
+
+#: Coordinator answers that mean "this attempt is no longer yours: stop it".
+STOP_CODES = frozenset({"stale_attempt", "unknown_job", "not_assigned"})
+
+
+@dataclass
+class _Resume:
+    path: Path
+    model: str
+    epoch: int | None
+    sha256: str
+
+
+@dataclass
+class _Dispatch:
+    """One attempt of a queued job, from ``job_dispatch`` until it ends."""
+
+    job_id: str
+    attempt: int
+    client_id: str
+    lease_seconds: float
+    resume: _Resume | None = None
+    expiry: asyncio.Task | None = None
+    last_progress_report: float = 0.0
 
 
 @dataclass
@@ -99,6 +137,8 @@ class _Job:
     engine: JobEngine | None = None
     task: asyncio.Task | None = None
     message: str = ""
+    dispatch: _Dispatch | None = None
+    superseded: bool = False
 
 
 class Worker:
@@ -128,6 +168,7 @@ class Worker:
         self._tasks: set[asyncio.Task] = set()
         self._watchdog = None
         self._stopping = False
+        self._dispatches: dict[str, _Dispatch] = {}
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -156,6 +197,7 @@ class Worker:
             metadata=self._metadata(), status=self.state.status.value,
         )
         self.coordinator.add_relay_handler(self._on_relay)
+        self.coordinator.add_push_handler(self._on_push)
         self.state.add_observer(self._on_status_change)
         await self.coordinator.start()
         log.info("registered in room %s as %s (%s)", self.room_id, self.coordinator.peer_id, self.capabilities.get("accelerator"))
@@ -214,6 +256,10 @@ class Worker:
             f"  room id:     {self.room_id}",
             f"  room token:  {self.token}",
             f"  worker id:   {self.peer_id}",
+        ]
+        if self.status_server is not None:
+            lines.append(f"  status:      http://127.0.0.1:{self.status_server.port}/status")
+        lines += [
             "",
             "Connect a client to this worker with:",
             f"  sleap-rtc client-train --session-string {self.session_string()} --pkg-path PACKAGE",
@@ -235,7 +281,10 @@ class Worker:
             "peer_id": self.peer_id,
             "name": self.name,
             "status": self.state.status.value,
-            "job": None if job is None else {"id": job.job_id, "kind": job.kind, "state": job.state, "progress": job.last_progress, "started_at": job.started_at},
+            "job": None if job is None else {
+                "id": job.job_id, "kind": job.kind, "state": job.state, "client": job.client_id, "started_at": job.started_at,
+                "summary": job.engine.describe() if job.engine else "", "progress": job.last_progress,
+            },
             "gpus": self.capabilities.get("gpus", []),
             "accelerator": self.capabilities.get("accelerator"),
             "outbox": [entry.job_id for entry in self.outbox.list()],
@@ -271,6 +320,156 @@ class Worker:
             self.last_error = str(exc)
             log.error("background task failed: %s", exc, exc_info=exc)
 
+    # -- queued jobs: dispatch, reports, fencing ----------------------------------
+    def _on_push(self, msg) -> None:
+        if isinstance(msg, JobDispatch):
+            self._spawn(self._on_dispatch(msg))
+
+    async def _on_dispatch(self, msg: JobDispatch) -> None:
+        current = self._dispatches.get(msg.job_id)
+        if current is not None and current.attempt >= msg.attempt:
+            return
+        try:
+            self.state.reserve(msg.client_id)
+        except WorkerBusy as exc:
+            log.info("job %s attempt %d: rejecting the dispatch (%s)", msg.job_id, msg.attempt, exc)
+            await self._report(msg.job_id, msg.attempt, "rejected", message=str(exc))
+            return
+        d = _Dispatch(msg.job_id, msg.attempt, msg.client_id, msg.lease_seconds)
+        self._dispatches[msg.job_id] = d
+        self._reservation = (msg.client_id, msg.job_id)
+        log.info("job %s attempt %d dispatched by the coordinator; reserved for client %s", msg.job_id, msg.attempt, msg.client_id)
+        if not await self._report(msg.job_id, msg.attempt, "accepted"):
+            self._end_dispatch(d)
+            self._release(msg.client_id, msg.job_id)
+            return
+        d.expiry = self._spawn(self._expire_dispatch(d, max(60.0, 4 * msg.lease_seconds)))
+
+    async def _expire_dispatch(self, d: _Dispatch, timeout: float) -> None:
+        """A client that never submits must not hold the worker forever."""
+        await asyncio.sleep(timeout)
+        if self._dispatches.get(d.job_id) is d and self._reservation == (d.client_id, d.job_id):
+            d.expiry = None
+            await self._abandon_dispatch(d, f"client {d.client_id} did not submit job {d.job_id} within {timeout:g}s of the dispatch")
+
+    def _end_dispatch(self, d: _Dispatch) -> None:
+        if self._dispatches.get(d.job_id) is d:
+            del self._dispatches[d.job_id]
+        if d.expiry is not None and d.expiry is not asyncio.current_task():
+            d.expiry.cancel()
+        d.expiry = None
+
+    async def _abandon_dispatch(self, d: _Dispatch, reason: str) -> None:
+        """The attempt never became a running job: free the worker and let the
+        coordinator requeue it (an infrastructure failure, not the job's)."""
+        self._end_dispatch(d)
+        self._release(d.client_id, d.job_id)
+        log.warning("job %s attempt %d abandoned: %s", d.job_id, d.attempt, reason)
+        await self._report(d.job_id, d.attempt, "failed", failure="infra", message=reason)
+
+    async def _report(self, job_id: str, attempt: int, state: str, *, failure: str | None = None, message: str = "",
+                      detail: dict[str, Any] | None = None, patience: float = 0.0) -> bool:
+        """Tell the coordinator about an attempt. ``False``: the attempt is no longer this
+        worker's (requeued, cancelled): stop it. Final reports wait out a coordinator
+        outage for up to ``patience`` seconds, since the outcome must not be lost."""
+        if self.coordinator is None:
+            return True
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                await self.coordinator.report(job_id, attempt, state, failure=failure, message=message, detail=detail)
+                return True
+            except CoordinatorError as exc:
+                if exc.code in STOP_CODES:
+                    log.warning("job %s attempt %d: coordinator refused the %s report (%s); this attempt must stop", job_id, attempt, state, exc.code)
+                    return False
+                if exc.code in ("disconnected", "timeout") and time.monotonic() < deadline and not self._stopping:
+                    await asyncio.sleep(0.5)
+                    continue
+                log.warning("job %s attempt %d: %s report not delivered: %s", job_id, attempt, state, exc)
+                return True
+
+    async def _report_job(self, job: _Job, state: str, **kw: Any) -> None:
+        if job.dispatch is None or job.superseded:
+            return
+        if not await self._report(job.job_id, job.dispatch.attempt, state, **kw):
+            await self._supersede(job)
+
+    async def _supersede(self, job: _Job) -> None:
+        """Fencing: a newer attempt owns this job now, so this one ends without results."""
+        if job.superseded:
+            return
+        job.superseded = True
+        log.warning("job %s: attempt %s is stale; stopping it", job.job_id, job.dispatch.attempt if job.dispatch else "?")
+        if job.engine is not None and job.task is not None and not job.task.done():
+            await job.engine.cancel(self.options.cancel_grace)
+
+    async def _final_report(self, job: _Job, failure: str | None) -> None:
+        d = job.dispatch
+        assert d is not None
+        patience = self.options.report_patience
+        if job.state == "succeeded":
+            ok = await self._report(job.job_id, d.attempt, "succeeded", message=f"{job.kind} job finished on {self.name}", patience=patience)
+        else:
+            ok = await self._report(job.job_id, d.attempt, "failed", failure=failure or "infra", message=job.message or job.state, patience=patience)
+        if not ok:
+            job.superseded = True
+
+    async def _relay_checkpoints(self, job: _Job, stop: asyncio.Event) -> None:
+        """Every ``checkpoint_interval`` s, send a new ``last.ckpt`` to the job's client
+        (notice, then a hashed file transfer) and report its metadata. Stops between
+        two transfers, never inside one, so results never interleave with a checkpoint."""
+        engine, d = job.engine, job.dispatch
+        assert engine is not None and d is not None
+
+        async def send(snap: CheckpointSnapshot) -> None:
+            model = engine.model_for_run_dir(snap.source.parent) or snap.source.parent.name
+            epoch = engine.completed_epoch
+            notice = CheckpointNotice(job_id=job.job_id, attempt=d.attempt, model=model, sha256=snap.sha256, size=snap.size, epoch=epoch)
+            sent = 0
+            for follower in list(job.followers):
+                if follower.closed.is_set():
+                    continue
+                try:
+                    await follower.send(notice)
+                    await follower.send_file(snap.path, name=f"checkpoint-{model}.ckpt")
+                    sent += 1
+                except PeerLinkError as exc:
+                    log.warning("job %s: relaying a checkpoint failed: %s", job.job_id, exc)
+            if sent:
+                log.info("job %s: relayed checkpoint of %s (epoch %s, %.1f MB)", job.job_id, model, epoch, snap.size / 1e6)
+                await self._report_job(job, "checkpoint", detail={"model": model, "epoch": epoch, "sha256": snap.sha256, "size": snap.size})
+
+        watcher = CheckpointWatcher(engine.output_dir, engine.job_dir / "checkpoint-staging", self.options.checkpoint_interval, send)
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.options.checkpoint_interval)
+            except TimeoutError:
+                pass
+            if stop.is_set() or job.superseded:
+                return
+            try:
+                await watcher.poll_once()
+            except Exception as exc:  # noqa: BLE001 - a failed relay must not stop training
+                log.warning("job %s: checkpoint relay failed (retrying next interval): %s", job.job_id, exc)
+
+    async def _receive_resume(self, link: PeerLink, client: str, msg: CheckpointNotice) -> None:
+        """Before submitting a later attempt, the client hands over the newest relayed
+        checkpoint; training resumes from it instead of from scratch."""
+        d = self._dispatches.get(msg.job_id)
+        try:
+            got = await link.receive_file(timeout=max(60.0, msg.size / 1e6))
+        except (PeerLinkError, TimeoutError) as exc:
+            await link.send(Log(job_id=msg.job_id, line=f"checkpoint not received ({exc}); training starts from scratch"))
+            return
+        if d is None or d.client_id != client or got.sha256 != msg.sha256:
+            await asyncio.to_thread(Path(got.path).unlink, True)
+            why = "its hash does not match" if d is not None and got.sha256 != msg.sha256 else "the job was not dispatched to this worker for this client"
+            await link.send(Log(job_id=msg.job_id, line=f"checkpoint refused ({why}); training starts from scratch"))
+            return
+        d.resume = _Resume(Path(got.path), msg.model, msg.epoch, msg.sha256)
+        log.info("job %s attempt %d: received checkpoint of %s (epoch %s) to resume from", d.job_id, d.attempt, msg.model, msg.epoch)
+
     # -- offers -----------------------------------------------------------------
     def _on_relay(self, relay: Relay) -> None:
         if relay.kind == "offer" and relay.source:
@@ -292,7 +491,13 @@ class Worker:
             await self._reject(client, "bad_offer", "malformed offer; upgrade the client (sleap-rtc-plugin) to match this worker")
             return
         reserved = False
-        if intent == "submit":
+        dispatch = self._dispatches.get(job_id) if intent == "submit" else None
+        if dispatch is not None:
+            if dispatch.client_id != client or self._reservation != (client, job_id):
+                await self._reject(client, "not_dispatched", f"job {job_id} was dispatched to worker {self.name} for another client")
+                return
+            reserved = True
+        elif intent == "submit":
             try:
                 self.state.reserve(client)
                 self._reservation = (client, job_id)
@@ -312,7 +517,9 @@ class Worker:
             link = await link_task
         except (PeerLinkError, ValueError, OSError) as exc:
             log.warning("connection with %s failed: %s", client, exc)
-            if reserved:
+            if dispatch is not None:
+                await self._abandon_dispatch(dispatch, f"peer connection with client {client} failed: {exc}")
+            elif reserved:
                 self._release(client, job_id)
             return
         self._links.add(link)
@@ -322,20 +529,25 @@ class Worker:
             self._links.discard(link)
             if reserved and self._reservation == (client, job_id):
                 log.info("client %s left before submitting job %s; available again", client, job_id)
-                self._release(client, job_id)
+                if dispatch is not None and self._dispatches.get(job_id) is dispatch:
+                    await self._abandon_dispatch(dispatch, f"client {client} left before submitting the job")
+                else:
+                    self._release(client, job_id)
             if not link.closed.is_set():
                 await link.close("session over")
 
     # -- one authenticated link ---------------------------------------------------
     async def _serve(self, link: PeerLink, client: str, intent: str, job_id: str) -> None:
+        # Ready for files before the handshake ends: the client may offer its first file
+        # in the same breath as its last handshake frame (nothing is accepted unauthenticated).
+        incoming = self.data_dir / "incoming" / job_id
+        link.accept_files(incoming, cache_dir=self.data_dir / "cache", max_size=self.options.max_file_bytes,
+                          cache_max_bytes=self.options.cache_max_bytes)
         try:
             await link.authenticate(self.secret)
         except AuthError as exc:
             self.last_error = f"client {client} failed authentication: {exc}"
             return
-        incoming = self.data_dir / "incoming" / job_id
-        link.accept_files(incoming, cache_dir=self.data_dir / "cache", max_size=self.options.max_file_bytes,
-                          cache_max_bytes=self.options.cache_max_bytes)
         if intent == "attach":
             await self._attach(link, job_id)
         while not link.closed.is_set():
@@ -349,6 +561,8 @@ class Worker:
                 await self._attach(link, msg.job_id)
             elif isinstance(msg, Control):
                 await self._control(link, msg)
+            elif isinstance(msg, CheckpointNotice):
+                await self._receive_resume(link, client, msg)
             elif isinstance(msg, ResultAck):
                 if self.outbox.get(msg.job_id) is not None:
                     await asyncio.to_thread(self.outbox.ack, msg.job_id)
@@ -374,20 +588,49 @@ class Worker:
             return
         job_dir = self.data_dir / "jobs" / msg.job_id
         engine = JobEngine(msg.job_id, Path(received.path), job_dir, kind=msg.kind, options=msg.options, cancel_grace=self.options.cancel_grace)
+        dispatch = self._dispatches.get(msg.job_id)
         try:
-            await engine.prepare()
+            spec = await engine.prepare()
         except JobFailedError as exc:
             self._release(client, msg.job_id)
             log.warning("job %s rejected: %s", msg.job_id, exc)
+            if dispatch is not None:
+                self._end_dispatch(dispatch)
+                await self._report(msg.job_id, dispatch.attempt, "failed", failure="job", message=str(exc))
             await link.send(JobStatus(job_id=msg.job_id, state="failed", message=str(exc)))
             return
-        job = _Job(msg.job_id, msg.kind, client, engine=engine, followers={link})
+        if dispatch is not None and msg.kind == "train":
+            self._plan_resume(engine, spec, dispatch)
+        job = _Job(msg.job_id, msg.kind, client, engine=engine, followers={link}, dispatch=dispatch)
         self.jobs[msg.job_id] = job
         self.job = job
         self.state.start(engine, msg.kind, client)
         self._reservation = None
-        await link.send(JobStatus(job_id=msg.job_id, state="running", message=f"{msg.kind} job started on {self.name}"))
+        if dispatch is not None and dispatch.expiry is not None:
+            dispatch.expiry.cancel()
+            dispatch.expiry = None
+        detail = {}
+        if dispatch is not None:
+            detail = {"attempt": dispatch.attempt, "resumed_from": None if dispatch.resume is None else {"model": dispatch.resume.model, "epoch": dispatch.resume.epoch}}
+        await link.send(JobStatus(job_id=msg.job_id, state="running", message=f"{msg.kind} job started on {self.name}", detail=detail))
         job.task = self._spawn(self._run(job))
+        if dispatch is not None:
+            self._spawn(self._report_job(job, "running", message=f"running on {self.name}", detail=detail))
+
+    def _plan_resume(self, engine: JobEngine, spec, dispatch: _Dispatch) -> None:
+        """Queued training writes ``last.ckpt`` every epoch (what the relay sends) and
+        resumes the checkpoint's model from the client's copy when it has one."""
+        engine.overrides.append("trainer_config.model_ckpt.save_last=true")
+        resume = dispatch.resume
+        if resume is None:
+            return
+        heads = [m.head for m in spec.models]
+        if resume.model not in heads:
+            log.warning("job %s: checkpoint is for model %s, not in this package (%s); training from scratch", engine.job_id, resume.model, ", ".join(heads))
+            dispatch.resume = None
+            return
+        engine.model_overrides.setdefault(resume.model, []).append(f"trainer_config.resume_ckpt_path={hydra_value(resume.path.resolve().as_posix())}")
+        log.info("job %s attempt %d: resuming %s from the relayed checkpoint (epoch %s)", engine.job_id, dispatch.attempt, resume.model, resume.epoch)
 
     async def _broadcast(self, job: _Job, msg) -> None:
         for follower in list(job.followers):
@@ -402,6 +645,7 @@ class Worker:
     async def _run(self, job: _Job) -> None:
         assert job.engine is not None
         log.info("job %s (%s) running for %s", job.job_id, job.kind, job.client_id)
+        d = job.dispatch
 
         async def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == "log":
@@ -409,25 +653,57 @@ class Worker:
                 return
             job.last_progress = event
             await self._broadcast(job, Progress(job_id=job.job_id, event=event))
+            if d is not None and event.get("event") == "epoch_end" and time.monotonic() - d.last_progress_report >= 1.0:
+                d.last_progress_report = time.monotonic()
+                self._spawn(self._report_job(job, "progress", detail={"model": event.get("model"), "epoch": event.get("epoch")}))
 
+        stop_relay = asyncio.Event()
+        relay = None
+        if d is not None and job.kind == "train" and self.options.checkpoint_interval > 0:
+            relay = self._spawn(self._relay_checkpoints(job, stop_relay))
+        entry = None
+        failure: str | None = None
         try:
             output = await job.engine.run(on_event)
+            stop_relay.set()
+            if relay is not None:
+                await asyncio.gather(relay, return_exceptions=True)
             entry = await asyncio.to_thread(
                 self.outbox.put, job.job_id, job_type=job.kind, run_dirs=output.run_dirs, files=output.files,
-                metadata={"client": job.client_id, "worker": self.name},
+                metadata={"client": job.client_id, "worker": self.name, "attempt": d.attempt if d else None},
             )
             job.state = "succeeded"
             log.info("job %s succeeded; %d result file(s) in the outbox", job.job_id, len(entry.files))
         except JobFailedError as exc:
             job.state = "cancelled" if exc.cancelled else "failed"
             job.message = str(exc)
+            # A worker shutting down cancels its job: that is not the job's fault.
+            failure = "infra" if (exc.cancelled and self._stopping) or not exc.own_error else "job"
             self.last_error = f"job {job.job_id}: {exc}"
             log.error("job %s %s: %s", job.job_id, job.state, exc)
-            entry = None
+        except Exception as exc:  # noqa: BLE001 - disk full, outbox write: the worker's failure, not the job's
+            job.state, job.message, failure = "failed", f"worker error: {exc}", "infra"
+            self.last_error = f"job {job.job_id}: {exc}"
+            log.exception("job %s failed on the worker side", job.job_id)
         finally:
-            self.state.finish()
-            if self.job is job:
-                self.job = None
+            stop_relay.set()
+            if relay is not None:
+                await asyncio.gather(relay, return_exceptions=True)
+            try:
+                if d is not None and not job.superseded:
+                    await self._final_report(job, failure)
+            finally:
+                if d is not None:
+                    self._end_dispatch(d)
+                self.state.finish()
+                if self.job is job:
+                    self.job = None
+        if job.superseded:
+            if entry is not None:
+                await asyncio.to_thread(self.outbox.ack, job.job_id)
+            await self._broadcast(job, JobStatus(job_id=job.job_id, state="cancelled", message="this attempt was superseded by a newer one; its results are discarded"))
+            self.jobs.pop(job.job_id, None)
+            return
         if entry is None:
             await self._broadcast(job, JobStatus(job_id=job.job_id, state=job.state, message=job.message))  # type: ignore[arg-type]
             self.jobs.pop(job.job_id, None)

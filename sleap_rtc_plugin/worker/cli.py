@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     me.add_argument("--label", action="append", metavar="KEY=VALUE", help="label for discovery filters; repeatable")
     me.add_argument("--data-dir", metavar="DIR", help="jobs, outbox and transfer cache (default: user data dir)")
     me.add_argument("--status-port", type=int, metavar="PORT", help="loopback status endpoint port (default 8766; 0 = any free port)")
+    me.add_argument("--checkpoint-interval", type=float, metavar="S", help="seconds between checkpoint relays to the client of a queued training job (default 60; 0 = off)")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -49,6 +50,7 @@ async def run(args: argparse.Namespace) -> int:
         worker__name=args.name,
         worker__data_dir=args.data_dir,
         worker__status_port=args.status_port,
+        worker__checkpoint_interval=getattr(args, "checkpoint_interval", None),
     )
     labels = {**settings["worker.labels"], **parse_labels(args.label)}
     options = WorkerOptions.from_settings(settings, labels=labels, room_secret=args.room_secret)

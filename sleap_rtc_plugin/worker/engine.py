@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,10 @@ class JobOutput:
 class JobEngine:
     """Satisfies the status machine's ``RunningJob`` protocol (job_id, running, describe)."""
 
-    def __init__(self, job_id: str, package_path: Path, job_dir: Path, *, kind: str, options: dict[str, Any] | None = None, cancel_grace: float = 10.0):
+    def __init__(self, job_id: str, package_path: Path, job_dir: Path, *, kind: str, options: dict[str, Any] | None = None, cancel_grace: float = 10.0,
+                 overrides: list[str] | None = None, model_overrides: dict[str, list[str]] | None = None):
+        """``overrides``/``model_overrides`` are extra sleap-nn Hydra overrides for training
+        (all models / one model by head): queued jobs add ``save_last`` and resume paths."""
         self.job_id = job_id
         self.package_path = Path(package_path)
         self.job_dir = Path(job_dir)
@@ -48,8 +52,26 @@ class JobEngine:
         self.options = dict(options or {})
         self.cancel_grace = cancel_grace
         self.spec: JobSpec | None = None
+        self.overrides = list(overrides or [])
+        self.model_overrides = {k: list(v) for k, v in (model_overrides or {}).items()}
         self._job: TrainingJob | InferenceJob | None = None
         self._cancel_requested = False
+
+    @property
+    def output_dir(self) -> Path:
+        """Where training writes its run dirs (and ``last.ckpt``)."""
+        return self.job_dir / "models"
+
+    @property
+    def completed_epoch(self) -> int | None:
+        return self._job.completed_epoch if isinstance(self._job, TrainingJob) else None
+
+    def model_for_run_dir(self, run_dir: Path) -> str | None:
+        """The head of the model a run dir belongs to (sleap-nn may append ``-1``)."""
+        for model in self.spec.models if self.spec else []:
+            if re.fullmatch(re.escape(model.run_name) + r"(-\d+)?", run_dir.name):
+                return model.head
+        return None
 
     @property
     def running(self) -> bool:
@@ -78,7 +100,8 @@ class JobEngine:
         if self._cancel_requested:
             raise JobFailedError("cancelled before it started", cancelled=True)
         if self.kind == "train":
-            self._job = TrainingJob(self.job_id, self.spec, on_event=on_event, output_dir=self.job_dir / "models")
+            self._job = TrainingJob(self.job_id, self.spec, on_event=on_event, output_dir=self.output_dir,
+                                    overrides=self.overrides, model_overrides=self.model_overrides)
         else:
             self._job = InferenceJob(self.job_id, self.spec, on_event=on_event, output_dir=self.job_dir / "predictions")
         try:

@@ -287,7 +287,9 @@ class TrainingJob(_Job):
 
     ``overrides`` are extra Hydra ``key=value`` overrides applied to every model
     (e.g. ``trainer_config.trainer_accelerator=gpu``); they are passed with ``++``
-    so keys absent from the yaml are added rather than rejected.
+    so keys absent from the yaml are added rather than rejected. ``model_overrides``
+    maps a model's head to overrides for that model only (a queued job resumes one
+    model from a relayed checkpoint with ``trainer_config.resume_ckpt_path``).
     """
 
     def __init__(
@@ -298,6 +300,7 @@ class TrainingJob(_Job):
         on_event: EventCallback | None = None,
         python: str | None = None,
         overrides: Sequence[str] = (),
+        model_overrides: dict[str, Sequence[str]] | None = None,
         env: dict[str, str] | None = None,
         output_dir: str | Path | None = None,
     ):
@@ -307,12 +310,15 @@ class TrainingJob(_Job):
         self.spec = spec
         self.output_dir = Path(output_dir) if output_dir else spec.root / "models"
         self._overrides = list(overrides)
+        self._model_overrides = {head: list(o) for head, o in (model_overrides or {}).items()}
         self._stop_requested = False
         self._stop_sent_at = 0.0
         self._ctl_socket = None
         self.current_model: ModelSpec | None = None
         self.model_index = 0
         self.epoch: int | None = None
+        #: Index of the last epoch whose ``epoch_end`` arrived (what ``last.ckpt`` holds).
+        self.completed_epoch: int | None = None
         self.last_logs: dict = {}
 
     def describe(self) -> str:
@@ -355,7 +361,8 @@ class TrainingJob(_Job):
         ]
         if labels is not None:
             overrides.append(f"++data_config.train_labels_path=[{hydra_value(labels.resolve().as_posix())}]")
-        overrides += [o if o.startswith(("+", "~")) else f"++{o}" for o in self._overrides]
+        extra = self._overrides + self._model_overrides.get(model.head, [])
+        overrides += [o if o.startswith(("+", "~")) else f"++{o}" for o in extra]
         return sleap_nn_argv(
             self._python,
             "train",
@@ -400,7 +407,7 @@ class TrainingJob(_Job):
         n_models = len(self.spec.models)
         try:
             for index, model in enumerate(self.spec.models):
-                self.current_model, self.model_index, self.epoch = model, index, None
+                self.current_model, self.model_index, self.epoch, self.completed_epoch = model, index, None, None
                 self._stop_requested = False
                 self._emit({"kind": "job", "event": "model_begin", "model": model.head, "model_index": index, "n_models": n_models, "run_dir": None})
                 announced: list[str] = []
@@ -455,6 +462,8 @@ class TrainingJob(_Job):
         event = msg.get("event")
         if event in ("epoch_begin", "epoch_end") and isinstance(msg.get("epoch"), int):
             self.epoch = msg["epoch"]
+        if event == "epoch_end" and isinstance(msg.get("epoch"), int):
+            self.completed_epoch = msg["epoch"]
         if event == "epoch_end" and isinstance(msg.get("logs"), dict):
             self.last_logs = msg["logs"]
         if event == "epoch_end":
