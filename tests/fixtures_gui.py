@@ -90,4 +90,38 @@ def main_window(request, qapp_module, project_path):
         if child is not None:
             child.close()
     window.state["has_changes"] = False
+    stop_qt_threads(window)
     window.close()
+
+
+def stop_qt_threads(window) -> None:
+    """Stop SLEAP's frame-loader thread (and any other QThread) before Python exits.
+
+    SLEAP stops it only from ``atexit``/``destroyed``; a QThread object collected while
+    its thread runs aborts the interpreter ("QThread: Destroyed while thread is still
+    running"), which would turn a green test run into exit code 134.
+    """
+    from qtpy.QtCore import QThread
+
+    player = getattr(window, "player", None)
+    if player is not None and hasattr(player, "cleanup"):
+        player.cleanup()
+    for thread in window.findChildren(QThread):
+        thread.quit()
+        thread.wait(5000)
+    close_event_loop()
+
+
+def close_event_loop() -> None:
+    """Close the qasync loop: its default executor runs ``asyncio.to_thread`` work on QThreads."""
+    import asyncio
+
+    import qasync
+
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return
+    if isinstance(loop, qasync.QEventLoop) and not loop.is_closed() and not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)

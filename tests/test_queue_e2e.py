@@ -12,13 +12,15 @@ is not retried.
 from __future__ import annotations
 
 import asyncio
-import time
+import os
+import sys
 import zipfile
 
 import pytest
 
 from fixtures_data import sample_labels, sample_root, training_package  # noqa: F401
 from fixtures_queue_e2e import (  # noqa: F401
+    SECRET,
     BlipProxy,
     client_spec,
     qcoord,
@@ -227,18 +229,26 @@ def broken_package(package, out):
     return out
 
 
-async def test_a_job_failing_by_its_own_error_is_not_retried(qcoord, qroom, qworker, training_package, tmp_path):  # noqa: F811
-    first = await qworker("w-a")
-    second = await qworker("w-b")
+async def test_cli_queue_a_job_failing_by_its_own_error_is_not_retried(qcoord, qroom, qworker, training_package, tmp_path):  # noqa: F811
+    """``sleap-rtc client-train --queue`` as a user runs it (a separate process)."""
+    matching = await qworker("w-a", labels={"site": "lab-2"})
+    other = await qworker("w-b", labels={"site": "lab-3"})
     package = broken_package(training_package, tmp_path / "broken.slp.training_job.zip")
-    handle = submit_training(package, client_spec(qcoord.url, qroom), project_dir=tmp_path / "project", queue=QueueOptions(max_retries=3))
-    events: list = []
-    await drain(handle, events)
-    with pytest.raises(RemoteError) as info:
-        await handle.result()
-    assert info.value.code == "job_failed"
-    assert "exited with code" in info.value.message and "BackboneConfig" in info.value.message
-    assert len(statuses(events, "dispatched")) == 1
-    record = await qcoord.jobstore.get_job(handle.job_id)
-    assert (record.state, record.attempt, record.failure) == ("failed", 1, "job")
-    assert {first.state.status.value, second.state.status.value} == {"available"}
+    env = {**os.environ, "SLEAP_RTC_ICE_LOOPBACK": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sleap_rtc_plugin", "client-train", "--server", qcoord.url, "--room-id", qroom[0], "--token", qroom[1],
+        "--room-secret", SECRET, "--pkg-path", str(package), "--project-dir", str(tmp_path / "project"), "--no-progress",
+        "--queue", "--label", "site=lab-[2]", "--priority", "5", "--gpus", "0", "--max-retries", "3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=tmp_path,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 300)
+    text = out.decode(errors="replace")
+    assert proc.returncode != 0, text
+    assert "[queued] queued as job" in text and "position 0" in text
+    assert "exited with code" in text and "BackboneConfig" in text, text
+
+    (record,) = await qcoord.jobstore.list_jobs(room_id=qroom[0])
+    assert (record.state, record.attempt, record.retries, record.failure, record.priority) == ("failed", 1, 0, "job", 5)
+    assert record.worker_id == matching.peer_id and record.requirements["labels"] == {"site": "lab-[2]"}
+    assert {matching.state.status.value, other.state.status.value} == {"available"}
+    assert not (other.data_dir / "jobs").exists() or not any((other.data_dir / "jobs").iterdir())
