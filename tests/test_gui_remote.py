@@ -142,15 +142,16 @@ def test_track_dialog_screenshot(main_window):
 
 
 @pytest.mark.slow
-def test_end_to_end_remote_training(main_window, worker_process, tmp_path):  # noqa: F811
+def test_end_to_end_remote_training_then_tracking(main_window, worker_process, tmp_path):  # noqa: F811
     """Real client, coordinator and CPU worker (``sleap-rtc worker`` in a subprocess with
-    its embedded coordinator): train remotely from the dialog; the model lands in models/."""
-    coordinator_url = worker_process.server_url
-    worker = worker_process
+    its embedded coordinator): train remotely from the dialog, the model lands in
+    ``models/``; then track remotely with it and the predictions are merged into the
+    open project."""
     dialog = _open(main_window, "train_remotely")
+    dialog.pipeline_form_widget.set_form_data({"_pipeline": "single animal"})
     panel = dialog.panel
-    panel.server_url.setText(coordinator_url)
-    panel.session_string.setText(worker.session_string)
+    panel.server_url.setText(worker_process.server_url)
+    panel.session_string.setText(worker_process.session_string)
     for tab in dialog.tabs.values():  # SLEAP's defaults train for hours on a CPU
         tab.set_fields_from_key_val_dict({
             "trainer_config.max_epochs": 2,
@@ -158,12 +159,29 @@ def test_end_to_end_remote_training(main_window, worker_process, tmp_path):  # n
             "model_config.backbone_config.unet.max_stride": 8,
         })
 
-    async def scenario():
+    async def train():
         dialog.submit()
         await _wait_for(lambda: not dialog.busy, timeout=600)
 
-    run_qasync(scenario(), timeout=700)
+    run_qasync(train(), timeout=700)
     assert dialog.model_dirs, dialog.panel.status.text()
     for d in dialog.model_dirs:
         assert (d / "best.ckpt").exists()
         assert d.parent.name == "models"
+    dialog.close()
+
+    predicted_before = sum(len(lf.predicted_instances) for lf in main_window.labels.labeled_frames)
+    track = _open(main_window, "track_remotely")
+    track.pipeline_form_widget.set_form_data({"_pipeline": "single animal"})
+    track.panel.server_url.setText(worker_process.server_url)
+    track.panel.session_string.setText(worker_process.session_string)
+
+    async def predict():
+        track.submit()
+        await _wait_for(lambda: not track.busy, timeout=600)
+
+    run_qasync(predict(), timeout=700)
+    assert track.merged_count, track.panel.status.text()
+    predicted_after = sum(len(lf.predicted_instances) for lf in main_window.labels.labeled_frames)
+    assert predicted_after > predicted_before
+    track.close()

@@ -124,6 +124,7 @@ class JobOutcome:
     worker_id: str
     model_dirs: list[Path] = field(default_factory=list)
     predictions: Path | None = None
+    prediction_files: list[Path] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     detached: bool = False
 

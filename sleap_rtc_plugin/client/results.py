@@ -65,7 +65,8 @@ def install_results(received: list[tuple["ResultFile", Path]], project_dir: Path
                 target = target.with_name(f"{path.name.removesuffix('.slp')}-{n}.slp")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), target)
-            outcome.predictions = target
+            outcome.predictions = outcome.predictions or target
+            outcome.prediction_files.append(target)
             outcome.files.append(target)
         else:
             target = project_dir / ".sleap-rtc" / "jobs" / job_id / path.name

@@ -47,17 +47,20 @@ class RemoteInferenceDialog(RemoteLearningDialog):
             outcome = await follow(self.handle, self.panel)
         finally:
             self.handle = None
-        if outcome.predictions is None:
+        files = outcome.prediction_files or ([outcome.predictions] if outcome.predictions else [])
+        if not files:
             raise RuntimeError("the worker finished without returning predictions")
-        self.merge(outcome.predictions, request)
+        self.merge(files, request)
 
-    def merge(self, predictions: Path, request: packaging.InferenceRequest) -> int:
-        """Merge on the GUI thread: the open labels are Qt-owned state."""
-        count = packaging.merge_predictions(
-            self.main_window.labels, predictions, request.inference_params, requested=list(request.frames)
+    def merge(self, predictions: list[Path], request: packaging.InferenceRequest) -> int:
+        """Merge on the GUI thread (the open labels are Qt-owned state); one file per video."""
+        count = sum(
+            packaging.merge_predictions(self.main_window.labels, path, request.inference_params, requested=list(request.frames))
+            for path in predictions
         )
         self.merged_count = count
         self.main_window._handle_learning_finished(count)
         self.panel.status.setText(f"Added predictions on {count} frame(s).")
-        self.inform("Remote tracking finished", f"Predictions for {count} frame(s) were added to the project.\nSaved file: {predictions}")
+        saved = "\n".join(str(p) for p in predictions)
+        self.inform("Remote tracking finished", f"Predictions for {count} frame(s) were added to the project.\nSaved: {saved}")
         return count
