@@ -159,7 +159,7 @@ class ConnectionPanel(QtWidgets.QGroupBox):
             room_id=None if session else (self.room_id.text().strip() or None),
             token=None if session else (self.token.text().strip() or None),
             session_string=session,
-            worker_id=None if self.auto_select.isChecked() else self.selected_worker_id(),
+            worker_id=None if (session or self.auto_select.isChecked()) else self.selected_worker_id(),  # a session string names its worker
             auto_select=self.auto_select.isChecked(),
             min_gpu_memory_mb=self.min_gpu.value() or None,
             room_secret=self.room_secret.text() or None,
