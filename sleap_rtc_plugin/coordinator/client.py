@@ -289,16 +289,19 @@ class CoordinatorClient:
                 found = self._take(kind, source)
                 if found is not None:
                     return found
-                if self._finished.is_set():
-                    raise self._failure or CoordinatorError("closed", "the client was closed")
-                changed = self._inbox_changed
-                finished = asyncio.ensure_future(self._finished.wait())
-                waiter = asyncio.ensure_future(changed.wait())
-                try:
-                    await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiter.cancel()
-                    finished.cancel()
+                await self._wait_for_delivery()
+
+    async def _wait_for_delivery(self) -> None:
+        """Sleep until a relay or push arrives; raise once the client has finished."""
+        if self._finished.is_set():
+            raise self._failure or CoordinatorError("closed", "the client was closed")
+        finished = asyncio.ensure_future(self._finished.wait())
+        waiter = asyncio.ensure_future(self._inbox_changed.wait())
+        try:
+            await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            finished.cancel()
 
     def add_relay_handler(self, callback: RelayHandler) -> None:
         """Call ``callback(relay)`` (sync or async) for every relay delivered to this peer.
@@ -358,16 +361,7 @@ class CoordinatorClient:
                     if (type_name is None or msg.TYPE == type_name) and (job_id is None or msg.job_id == job_id) and (where is None or where(msg)):
                         del self._pushed[i]
                         return msg
-                if self._finished.is_set():
-                    raise self._failure or CoordinatorError("closed", "the client was closed")
-                changed = self._inbox_changed
-                finished = asyncio.ensure_future(self._finished.wait())
-                waiter = asyncio.ensure_future(changed.wait())
-                try:
-                    await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiter.cancel()
-                    finished.cancel()
+                await self._wait_for_delivery()
 
     def add_push_handler(self, callback: PushHandler) -> None:
         """Call ``callback(msg)`` (sync or async) for every ``queue_update``/``job_dispatch``;
