@@ -20,11 +20,25 @@ def room_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_server_arguments_default_to_loopback():
+def test_server_defaults_to_loopback_and_follows_config_then_flags(tmp_path):
+    from sleap_rtc_plugin.config import load_settings
+    from sleap_rtc_plugin.coordinator.cli import _server_settings
+
     parser = argparse.ArgumentParser()
     add_server_arguments(parser)
     args = parser.parse_args([])
-    assert (args.host, args.port, args.db) == ("127.0.0.1", 8765, None)
+    args.settings = load_settings(None, env={})
+    s = _server_settings(args)
+    assert (s["server.host"], s["server.port"], s["server.db"]) == ("127.0.0.1", 8765, None)
+
+    config = tmp_path / "sleap-rtc.toml"
+    config.write_text("[default.server]\nhost = '0.0.0.0'\nport = 9100\n")
+    args.settings = load_settings(config, env={})
+    assert (_server_settings(args)["server.host"], _server_settings(args)["server.port"]) == ("0.0.0.0", 9100)
+    args = parser.parse_args(["--port", "9200"])
+    args.settings = load_settings(config, env={})
+    s = _server_settings(args)
+    assert (s["server.host"], s["server.port"], s.origins["server.port"]) == ("0.0.0.0", 9200, "command line")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -17,6 +17,7 @@ import time
 
 from .client import CoordinatorError, create_room
 from .server import CoordinatorServer
+from ..config import load_settings
 from .store import RoomStore, default_db_path
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,22 @@ DEFAULT_URL = "ws://127.0.0.1:8765"
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; use 0.0.0.0 to serve a lab network)")
-    parser.add_argument("--port", type=int, default=8765, help="TCP port for websockets and GET /health (default 8765; 0 = any free port)")
-    parser.add_argument("--db", default=None, help=f"SQLite file for rooms (default {default_db_path()}; ':memory:' keeps nothing)")
-    parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds between server pings (default 10)")
-    parser.add_argument("--heartbeat-timeout", type=float, default=30.0, help="drop a peer silent for this many seconds (default 30)")
+    """Flags override the config file's ``[server]`` table (``sleap-rtc config show``)."""
+    parser.add_argument("--host", default=None, help="interface to bind (default server.host = 127.0.0.1; use 0.0.0.0 to serve a lab network)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port for websockets and GET /health (default server.port = 8765; 0 = any free port)")
+    parser.add_argument("--db", default=None, help=f"SQLite file for rooms and jobs (default server.db, else {default_db_path()}; ':memory:' keeps nothing)")
+    parser.add_argument("--heartbeat-interval", type=float, default=None, help="seconds between server pings (default server.heartbeat_interval = 10)")
+    parser.add_argument("--heartbeat-timeout", type=float, default=None, help="drop a peer silent for this many seconds (default server.heartbeat_timeout = 30)")
     parser.add_argument("--lease-seconds", type=float, default=60.0, help="a dispatched job's lease, renewed by its worker's heartbeats (default 60)")
     parser.add_argument("--reconnect-grace", type=float, default=60.0, help="extra seconds a silent worker keeps its job before it is requeued (default 60)")
+
+
+def _server_settings(args: argparse.Namespace):
+    settings = getattr(args, "settings", None) or load_settings()
+    return settings.with_overrides(
+        server__host=args.host, server__port=args.port, server__db=args.db,
+        server__heartbeat_interval=args.heartbeat_interval, server__heartbeat_timeout=args.heartbeat_timeout,
+    )
 
 
 def _ensure_logging() -> None:
@@ -42,12 +52,14 @@ def _ensure_logging() -> None:
 async def run_server(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM, then close every connection and the store cleanly."""
     _ensure_logging()
+    settings = _server_settings(args)
+    host, port = settings["server.host"], settings["server.port"]
     server = CoordinatorServer(
-        args.host,
-        args.port,
-        args.db,
-        heartbeat_interval=args.heartbeat_interval,
-        heartbeat_timeout=args.heartbeat_timeout,
+        host,
+        port,
+        settings["server.db"],
+        heartbeat_interval=settings["server.heartbeat_interval"],
+        heartbeat_timeout=settings["server.heartbeat_timeout"],
         lease_seconds=getattr(args, "lease_seconds", 60.0),
         reconnect_grace=getattr(args, "reconnect_grace", 60.0),
     )
@@ -59,7 +71,7 @@ async def run_server(args: argparse.Namespace) -> int:
     try:
         await server.start()
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port", file=sys.stderr)
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port", file=sys.stderr)
         return 2
     print(f"coordinator listening on {server.url}", flush=True)
     try:
