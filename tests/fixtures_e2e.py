@@ -25,13 +25,13 @@ async def make_worker(coordinator, room, tmp_path):  # noqa: F811
     workers: list[Worker] = []
     room_id, token = room
 
-    async def start(name: str = "w", *, gpus=None, secret: str | None = None, labels: dict | None = None) -> Worker:
-        probe = functools.partial(capabilities, nvml=gpus) if gpus is not None else capabilities
+    async def start(name: str = "w", *, gpus=None, secret: str | None = None, labels: dict | None = None, probe=None, **options) -> Worker:
+        probe = probe or (functools.partial(capabilities, nvml=gpus) if gpus is not None else capabilities)
         worker = Worker(
             WorkerOptions(
                 server_url=coordinator.url, room_id=room_id, token=token, room_secret=secret, name=name,
                 labels=labels or {}, data_dir=tmp_path / f"worker-{name}", status_port=0, ice_loopback=True,
-                cancel_grace=5.0,
+                cancel_grace=5.0, **options,
             ),
             probe=probe,
         )

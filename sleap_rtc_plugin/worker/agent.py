@@ -71,6 +71,7 @@ class WorkerOptions:
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 30.0
     checkpoint_interval: float = 60.0
+    capabilities_refresh: float = 60.0
     report_patience: float = 300.0
 
     @classmethod
@@ -202,6 +203,17 @@ class Worker:
         await self.coordinator.start()
         log.info("registered in room %s as %s (%s)", self.room_id, self.coordinator.peer_id, self.capabilities.get("accelerator"))
         await self._start_service_hooks()
+        self._spawn(self._refresh_capabilities())
+
+    async def _refresh_capabilities(self) -> None:
+        """Re-probe GPUs now and then: free memory is what discovery filters and auto-select use."""
+        while not self._stopping:
+            await asyncio.sleep(self.options.capabilities_refresh)
+            fresh = await asyncio.to_thread(self._probe)
+            if fresh != self.capabilities and self.coordinator is not None:
+                self.capabilities = fresh
+                await self.coordinator.update(metadata=self._metadata())
+                log.info("capabilities refreshed: %s", ", ".join(f"{g.get('name')} {g.get('memory_free_mb')} MB free" for g in fresh.get("gpus", [])) or "cpu")
 
     async def _start_service_hooks(self) -> None:
         from ..service import sdnotify
