@@ -15,15 +15,17 @@ from websockets.asyncio.client import ClientConnection, connect
 from sleap_rtc_plugin.coordinator import CoordinatorClient, CoordinatorServer
 
 
+def live_coordinator(tmp_path, *, heartbeat_interval: float = 0.3, heartbeat_timeout: float = 1.5) -> CoordinatorServer:
+    """A coordinator on a free loopback port with a throwaway SQLite file (``async with`` it)."""
+    return CoordinatorServer("127.0.0.1", 0, tmp_path / "coordinator.sqlite3",
+                             heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout)
+
+
 @pytest.fixture
 async def coordinator(tmp_path):
-    """A live coordinator on a free loopback port with a throwaway SQLite file."""
-    server = CoordinatorServer("127.0.0.1", 0, tmp_path / "coordinator.sqlite3", heartbeat_interval=0.3, heartbeat_timeout=1.5)
-    await server.start()
-    try:
+    """A live coordinator with short heartbeats, so liveness tests finish quickly."""
+    async with live_coordinator(tmp_path) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

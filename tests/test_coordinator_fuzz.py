@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures_coordinator import make_client, raw, room  # noqa: F401
+from fixtures_coordinator import live_coordinator, make_client, raw, room  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sleap_rtc_plugin.coordinator import CoordinatorServer
 from sleap_rtc_plugin.protocol.base import MAX_FRAME_BYTES
 from sleap_rtc_plugin.protocol.coordinator import COORDINATOR
 
@@ -43,12 +42,8 @@ typed_frames = st.builds(
 async def coordinator(tmp_path):
     """Slow heartbeats: hypothesis generates examples on the event loop's thread, and on
     a loaded machine that can stall the loop longer than the liveness tests' 1.5 s."""
-    server = CoordinatorServer("127.0.0.1", 0, tmp_path / "coordinator.sqlite3", heartbeat_interval=5.0, heartbeat_timeout=60.0)
-    await server.start()
-    try:
+    async with live_coordinator(tmp_path, heartbeat_interval=5.0, heartbeat_timeout=60.0) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
