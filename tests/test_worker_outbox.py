@@ -86,7 +86,7 @@ def test_failed_put_leaves_nothing_and_duplicates_refused(tmp_path):
 
 
 def test_half_written_entries_are_ignored_and_cleaned(tmp_path):
-    box = Outbox(tmp_path)
+    Outbox(tmp_path)  # creates outbox/
     (tmp_path / "outbox" / ".tmp-j-1-2").mkdir()
     (tmp_path / "outbox" / "broken").mkdir()
     (tmp_path / "outbox" / "broken" / "manifest.json").write_text("{not json")

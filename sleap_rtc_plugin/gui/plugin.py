@@ -90,7 +90,7 @@ def show_dialog(window: Any, key: str):
     if problem:
         box = QMessageBox(QMessageBox.Information, "SLEAP", problem, QMessageBox.Ok, window)
         box.open()
-        window._child_windows[f"sleap_rtc_guard"] = box
+        window._child_windows["sleap_rtc_guard"] = box
         return box
     dialog = window._child_windows.get(key)
     if dialog is not None and dialog.labels is not window.labels:

@@ -717,6 +717,7 @@ class Transfers:
         name = inc.offer.name
         pending: asyncio.Future | None = None
         syncing: asyncio.Future | None = None
+        flushing = False
         started = time.monotonic()
         try:
             remaining, written = length, offset

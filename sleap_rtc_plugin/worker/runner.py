@@ -355,7 +355,7 @@ class TrainingJob(_Job):
         overrides = [
             f"++trainer_config.ckpt_dir={hydra_value(self.output_dir.resolve().as_posix())}",
             f"++trainer_config.run_name={hydra_value(model.run_name)}",
-            f"++trainer_config.save_ckpt=true",
+            "++trainer_config.save_ckpt=true",
             f"++trainer_config.zmq.publish_port={publish_port}",
             f"++trainer_config.zmq.controller_port={controller_port}",
         ]

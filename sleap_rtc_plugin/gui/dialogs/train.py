@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import packaging
-from ..qt_async import spawn
 from .connection import client_api
 from .job import follow, thread_progress
 from .remote_base import RemoteLearningDialog
