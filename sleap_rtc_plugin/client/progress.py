@@ -11,9 +11,15 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .api import JobEvent
+
+
+def eta(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class ProgressDisplay:
@@ -26,13 +32,14 @@ class ProgressDisplay:
         self._train_task = None
         self._epoch_started = 0.0
         self._last_status = ""
+        self._train_started = 0.0
         self.epochs_seen = 0
 
     def __enter__(self) -> "ProgressDisplay":
         if not self.plain:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+                TimeRemainingColumn(), console=self.console, transient=False,
             )
             self._progress.start()
         return self
@@ -75,7 +82,8 @@ class ProgressDisplay:
             return  # plain mode: the "transferred" status line says how it went
         if self._transfer_task is None:
             self._transfer_task = self._progress.add_task(f"upload {data.get('name')}", total=total, info="")
-        self._progress.update(self._transfer_task, completed=done)
+        info = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB, {data.get('rate_mbps', 0):.1f} MB/s"
+        self._progress.update(self._transfer_task, completed=done, info=info)
 
     def _training(self, event: dict[str, Any]) -> None:
         name = event.get("event")
@@ -85,14 +93,24 @@ class ProgressDisplay:
         elif name == "epoch_end":
             self.epochs_seen += 1
             epoch = int(event.get("epoch", self.epochs_seen - 1)) + 1
+            total = event.get("max_epochs")
             loss, val = logs.get("train/loss", logs.get("train_loss")), logs.get("val/loss", logs.get("val_loss"))
-            text = f"epoch {epoch}: loss {loss:.5f}" if isinstance(loss, (int, float)) else f"epoch {epoch}"
+            text = f"epoch {epoch}" + (f"/{total}" if total else "")
+            if isinstance(loss, (int, float)):
+                text += f": loss {loss:.5f}"
             if isinstance(val, (int, float)):
                 text += f", val loss {val:.5f}"
             if self._epoch_started:
                 text += f" ({time.monotonic() - self._epoch_started:.1f} s)"
+            if not self._train_started:
+                self._train_started = time.monotonic()
+            elif total and epoch < total:
+                per_epoch = (time.monotonic() - self._train_started) / max(self.epochs_seen - 1, 1)
+                text += f", ETA {eta(per_epoch * (total - epoch))}"
             self._say(text)
         elif name == "train_begin":
+            self._train_started = 0.0
+            self.epochs_seen = 0
             self._say(f"training {event.get('model') or event.get('what') or 'model'} on the worker")
         elif name == "train_end":
             self._say(f"training {event.get('model') or event.get('what') or 'model'} finished")
@@ -100,7 +118,8 @@ class ProgressDisplay:
             total = event.get("n_total") or 0
             if self._progress is not None:
                 if self._train_task is None:
-                    self._train_task = self._progress.add_task("predict", total=total, info="frames")
-                self._progress.update(self._train_task, completed=event.get("n_processed", 0))
+                    self._train_task = self._progress.add_task("predict", total=total, info="")
+                done = event.get("n_processed", 0)
+                self._progress.update(self._train_task, completed=done, info=f"{done}/{total} frames")
             elif total and event.get("n_processed") == total:
                 self._say(f"predicted {total} frames")

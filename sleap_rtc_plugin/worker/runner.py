@@ -468,7 +468,8 @@ class TrainingJob(_Job):
             self.last_logs = msg["logs"]
         if event == "epoch_end":
             logger.info("job %s: %s", self.job_id, self.describe())
-        self._emit({"kind": "progress", "model": model.head, "model_index": index, "n_models": n_models, **msg})
+        self._emit({"kind": "progress", "model": model.head, "model_index": index, "n_models": n_models,
+                    "max_epochs": model.max_epochs, **msg})
 
     async def _receive(self, sub, model: ModelSpec, index: int, n_models: int) -> None:
         while True:
