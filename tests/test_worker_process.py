@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -66,3 +68,50 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path):
     assert worker.stop() == 0
     text = "".join(worker.output)
     assert "Traceback" not in text and "shutting down" in text
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+async def test_sleap_nn_dies_with_a_killed_worker(sample_labels, tmp_path):  # noqa: F811
+    worker = WorkerProcess(tmp_path / "data")
+    try:
+        package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=200)
+        spec = ConnectionSpec(session_string=worker.session_string, ice_loopback=True)
+        handle = submit_training(package, spec, project_dir=tmp_path / "project")
+        async for event in handle.events():
+            if event.kind == "progress" and event.data.get("event") == "epoch_end":
+                break
+        trainers = [p for p in _children(worker.proc.pid) if "sleap_nn.cli" in open(f"/proc/{p}/cmdline").read()]
+        assert len(trainers) == 1
+        worker.proc.send_signal(signal.SIGKILL)
+        worker.proc.wait(30)
+        for _ in range(100):
+            if not _alive(trainers[0]):
+                break
+            await asyncio.sleep(0.1)
+        assert not _alive(trainers[0]), "sleap-nn outlived its SIGKILLed worker"
+        with pytest.raises(Exception):
+            await asyncio.wait_for(handle.result(), 120)
+    finally:
+        worker.stop()

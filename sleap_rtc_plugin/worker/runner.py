@@ -108,9 +108,11 @@ def frame_ranges(frames: Sequence[int]) -> str:
 
 
 def sleap_nn_argv(python: str, *args: str) -> list[str]:
-    """``python -P -m sleap_nn.cli ARGS``: the module form works in any venv layout
-    and keeps ``__main__.__spec__`` set, which sleap-nn needs for multi-GPU respawn."""
-    return [python, "-P", "-m", "sleap_nn.cli", *args]
+    """``python -P -m sleap_nn.cli ARGS`` reached through :mod:`.orphan_guard`, which
+    ties sleap-nn's life to this worker's and then execs exactly that command. The
+    module form works in any venv layout and keeps ``__main__.__spec__`` set, which
+    sleap-nn needs for multi-GPU respawn."""
+    return [python, "-P", "-m", "sleap_rtc_plugin.worker.orphan_guard", str(os.getpid()), *args]
 
 
 def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
