@@ -45,3 +45,40 @@ def make_file(path: Path, size: int) -> Path:
             left -= len(piece)
             i += 1
     return path
+
+
+def flip_byte_in_frame(n: int):
+    """An outgoing-frame filter that flips the last byte of the ``n``-th frame: a tampered chunk."""
+    count = 0
+
+    def flip(frame: bytes) -> bytes:
+        nonlocal count
+        count += 1
+        if count == n:
+            frame = bytearray(frame)
+            frame[-1] ^= 0xFF
+            return bytes(frame)
+        return frame
+
+    return flip
+
+
+def fill_disk_after(monkeypatch, limit: int):
+    """Make the receiver's one file-write function raise ENOSPC once ``limit`` bytes are on
+    disk; returns a function that frees the disk again."""
+    import errno
+
+    from sleap_rtc_plugin.peer import transfer as transfer_mod
+
+    real_write = transfer_mod._write_chunk
+    written = 0
+
+    def write_until_full(fh, data):
+        nonlocal written
+        if written >= limit:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written += len(data)
+        real_write(fh, data)
+
+    monkeypatch.setattr(transfer_mod, "_write_chunk", write_until_full)
+    return lambda: monkeypatch.setattr(transfer_mod, "_write_chunk", real_write)

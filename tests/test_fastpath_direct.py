@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from fixtures_peer import make_file
+from fixtures_peer import fill_disk_after, make_file
 from sleap_rtc_plugin.peer import FastPaths, TransferError, accept, connect
 from sleap_rtc_plugin.peer import direct as direct_mod
 from sleap_rtc_plugin.peer import transfer as transfer_mod
@@ -216,23 +216,11 @@ async def test_direct_resume_after_disk_full(pair, tmp_path, monkeypatch):
     client, worker, rx = await pair()
     monkeypatch.setattr(transfer_mod, "DIRECT_DURABLE_EVERY", 2 * 1024 * 1024)
     src = make_file(tmp_path / "data", 6 * 1024 * 1024)
-    real_write = transfer_mod._write_chunk
-    written = 0
-
-    def write_until_full(fh, data):
-        nonlocal written
-        if written >= 5 * 1024 * 1024:
-            import errno
-
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written += len(data)
-        real_write(fh, data)
-
-    monkeypatch.setattr(transfer_mod, "_write_chunk", write_until_full)
+    free_disk = fill_disk_after(monkeypatch, 5 * 1024 * 1024)
     with pytest.raises(TransferError) as err:
         await client.send_file(src)
     assert err.value.code == "disk_full"
-    monkeypatch.setattr(transfer_mod, "_write_chunk", real_write)
+    free_disk()
     sent = await client.send_file(src)
     # the resume point is the last offset fsynced in the background: >= 2 MiB apart, where depends on disk
     # timing (a sync still running when the next 2 MiB arrive moves the next one later), never past the failure

@@ -12,7 +12,7 @@ import aiortc
 import pytest
 from aiortc import rtcsctptransport
 
-from fixtures_peer import make_file
+from fixtures_peer import flip_byte_in_frame, make_file
 from sleap_rtc_plugin.peer import FastPaths, TransferError, accept, connect
 from sleap_rtc_plugin.peer import sctp_tuning
 from sleap_rtc_plugin.peer import transfer as transfer_mod
@@ -168,18 +168,7 @@ async def test_tampered_chunk_detected_on_tuned_link(links, tmp_path):
     assert client.transport.large_packets
     rx = worker.accept_files(tmp_path / "rx")
     src = make_file(tmp_path / "data", 3 * 1024 * 1024)
-    count = 0
-
-    def flip_one_byte(frame: bytes) -> bytes:
-        nonlocal count
-        count += 1
-        if count == 3:
-            frame = bytearray(frame)
-            frame[-1] ^= 0xFF
-            return bytes(frame)
-        return frame
-
-    client.transport.outgoing_filter = flip_one_byte
+    client.transport.outgoing_filter = flip_byte_in_frame(3)
     with pytest.raises(TransferError) as err:
         await client.send_file(src)
     assert err.value.code == "hash_mismatch"

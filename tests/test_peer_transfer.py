@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
 
 import pytest
 
-from fixtures_peer import auth_pair, make_file, open_pair
+from fixtures_peer import auth_pair, fill_disk_after, flip_byte_in_frame, make_file, open_pair
 from sleap_rtc_plugin.peer import LinkClosedError, TransferError, sanitize_name
 from sleap_rtc_plugin.peer import transfer as transfer_mod
 
@@ -125,18 +124,7 @@ async def test_size_limit(tmp_path):
 async def test_corrupted_chunk_detected(linked, tmp_path):
     client, worker, rx = linked
     src = make_file(tmp_path / "data", 3_000_000)
-    count = 0
-
-    def flip_one_byte(frame: bytes) -> bytes:
-        nonlocal count
-        count += 1
-        if count == 3:
-            frame = bytearray(frame)
-            frame[-1] ^= 0xFF
-            return bytes(frame)
-        return frame
-
-    client.transport.outgoing_filter = flip_one_byte
+    client.transport.outgoing_filter = flip_byte_in_frame(3)
     with pytest.raises(TransferError) as err:
         await client.send_file(src)
     assert err.value.code == "hash_mismatch"
@@ -150,24 +138,14 @@ async def test_corrupted_chunk_detected(linked, tmp_path):
 async def test_disk_full_while_writing(linked, tmp_path, monkeypatch):
     client, worker, rx = linked
     src = make_file(tmp_path / "data", 6 * 1024 * 1024)
-    real_write = transfer_mod._write_chunk
-    written = 0
-
-    def write_until_full(fh, data):
-        nonlocal written
-        if written >= 5 * 1024 * 1024:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written += len(data)
-        real_write(fh, data)
-
-    monkeypatch.setattr(transfer_mod, "_write_chunk", write_until_full)
+    free_disk = fill_disk_after(monkeypatch, 5 * 1024 * 1024)
     with pytest.raises(TransferError) as err:
         await client.send_file(src)
     assert err.value.code == "disk_full" and "kept for resume" in str(err.value)
     assert not (rx.dest_dir / "data").exists()
     digest = sha(src)
     assert (rx.partial_dir / f"{digest}.part").exists()
-    monkeypatch.setattr(transfer_mod, "_write_chunk", real_write)
+    free_disk()
     sent = await client.send_file(src)
     # the receiver acknowledges every 4 MiB, at a chunk boundary (64 KiB, or ~256 KiB on a tuned SCTP link)
     assert 4 * 1024 * 1024 <= sent.resumed_from < 5 * 1024 * 1024
