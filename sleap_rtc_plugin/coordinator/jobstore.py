@@ -158,6 +158,13 @@ def _worker_from(row: sqlite3.Row) -> WorkerRecord:
     )
 
 
+
+def _where(**filters: str | None) -> tuple[str, list[str]]:
+    """`` WHERE a = ? AND b = ?`` for the filters that are set (column names are ours, never input)."""
+    used = {column: value for column, value in filters.items() if value}
+    clause = " WHERE " + " AND ".join(f"{column} = ?" for column in used) if used else ""
+    return clause, list(used.values())
+
 class JobStore:
     """Async SQL for the queue, on the room store's database thread."""
 
@@ -215,15 +222,8 @@ class JobStore:
         return await self._rooms._run(self._list_jobs, room_id, state, limit)
 
     def _list_jobs(self, room_id: str | None, state: str | None, limit: int) -> list[QueuedJob]:
-        where, args = [], []
-        if room_id:
-            where.append("room_id = ?")
-            args.append(room_id)
-        if state:
-            where.append("state = ?")
-            args.append(state)
-        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq DESC LIMIT ?"
-        cur = self._db.execute(sql, (*args, limit))
+        where, args = _where(room_id=room_id, state=state)
+        cur = self._db.execute(f"SELECT * FROM jobs{where} ORDER BY seq DESC LIMIT ?", (*args, limit))
         cur.row_factory = sqlite3.Row
         return [_job_from(r) for r in cur.fetchall()]
 
@@ -242,15 +242,8 @@ class JobStore:
         return await self._rooms._run(self._find_workers, worker_id, room_id)
 
     def _find_workers(self, worker_id: str | None, room_id: str | None) -> list[WorkerRecord]:
-        where, args = [], []
-        if worker_id:
-            where.append("worker_id = ?")
-            args.append(worker_id)
-        if room_id:
-            where.append("room_id = ?")
-            args.append(room_id)
-        sql = "SELECT * FROM workers" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY room_id, worker_id"
-        cur = self._db.execute(sql, args)
+        where, args = _where(worker_id=worker_id, room_id=room_id)
+        cur = self._db.execute(f"SELECT * FROM workers{where} ORDER BY room_id, worker_id", args)
         cur.row_factory = sqlite3.Row
         return [_worker_from(r) for r in cur.fetchall()]
 
