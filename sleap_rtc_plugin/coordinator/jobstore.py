@@ -158,7 +158,6 @@ def _worker_from(row: sqlite3.Row) -> WorkerRecord:
     )
 
 
-
 def _where(**filters: str | None) -> tuple[str, list[str]]:
     """`` WHERE a = ? AND b = ?`` for the filters that are set (column names are ours, never input)."""
     used = {column: value for column, value in filters.items() if value}
