@@ -229,3 +229,41 @@ async def test_direct_resume_after_disk_full(pair, tmp_path, monkeypatch):
     assert sent.bytes_sent == src.stat().st_size - sent.resumed_from
     got = await worker.receive_file(timeout=10)
     assert sha(got.path) == sha(src) and got.resumed_from == sent.resumed_from
+
+
+async def test_link_lost_mid_stream_stops_the_stream_threads_and_resumes(pair, tmp_path, monkeypatch):
+    """Both ends' stream threads stop when the link goes; the receiver records how far it got and the next send resumes."""
+    import threading
+    import time
+
+    client, worker, rx = await pair()
+    monkeypatch.setattr(transfer_mod, "DIRECT_DURABLE_EVERY", 2 * 1024 * 1024)
+    real_write = transfer_mod._write_chunk
+
+    def slow_write(fh, data):
+        time.sleep(0.02)
+        real_write(fh, data)
+
+    monkeypatch.setattr(transfer_mod, "_write_chunk", slow_write)
+    src = make_file(tmp_path / "big.slp", 40 * 1024 * 1024)
+    seen = []
+    sending = asyncio.ensure_future(client.send_file(src, progress=lambda d, t: seen.append(d)))
+    while not seen or seen[-1] < 8 * 1024 * 1024:
+        await asyncio.sleep(0.02)
+    await worker.close()
+    with pytest.raises(Exception) as err:
+        await asyncio.wait_for(sending, 30)
+    assert "send again to resume" in str(err.value) or "closed" in str(err.value)
+    for _ in range(100):
+        if not any(t.name.startswith("sleap-rtc-direct") for t in threading.enumerate()):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(t.name.startswith("sleap-rtc-direct") for t in threading.enumerate())
+    await client.close()
+
+    monkeypatch.setattr(transfer_mod, "_write_chunk", real_write)
+    client, worker, rx = await pair()
+    sent = await client.send_file(src)
+    got = await worker.receive_file(timeout=30)
+    assert sent.via == "direct" and 2 * 1024 * 1024 <= sent.resumed_from < 40 * 1024 * 1024
+    assert sha(got.path) == sha(src) and got.resumed_from == sent.resumed_from

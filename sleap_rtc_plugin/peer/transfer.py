@@ -48,6 +48,7 @@ import ssl
 import struct
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
@@ -64,7 +65,7 @@ from ..protocol.transfer import (
     FileViaPath,
     PathFailed,
 )
-from . import direct, shared
+from . import direct, bulk_io, shared
 from .cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_MAX_BYTES
 from .cache import ContentCache
 from .errors import LinkClosedError, TransferError
@@ -217,14 +218,6 @@ def _write_chunk(fh: BinaryIO, data: bytes) -> None:
     fh.write(data)
 
 
-class _WriteFailed(Exception):
-    """A receiver disk write failed (kept apart from network OSErrors on the direct path)."""
-
-    def __init__(self, error: OSError):
-        super().__init__(str(error))
-        self.error = error
-
-
 def _write_and_hash(inc: "_Incoming", data) -> None:
     _write_chunk(inc.fh, data)
     inc.hasher.update(data)
@@ -249,6 +242,15 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
     fh = open(path, "rb")
     fh.seek(offset)
     return fh
+
+
+def _pump_and_close(stream: "direct.DirectStream", fh: BinaryIO, pos: int, size: int, read, on_block) -> int:
+    """Blocking, on the send thread, which owns the stream and the file handle from here on."""
+    try:
+        return bulk_io.send_region(stream, fh, pos, size, read, on_block, DIRECT_FAIL_WAIT)
+    finally:
+        stream.close()
+        fh.close()
 
 
 def _materialize(cached: Path, target: Path) -> None:
@@ -277,6 +279,8 @@ class _Incoming:
     resumed_from: int
     hasher: Any = field(default_factory=hashlib.sha256)
     listener: direct.DirectListener | None = None
+    stream: direct.DirectStream | None = None
+    pump: asyncio.Future | None = None
     direct_active: bool = False
     via: str = VIA_DATACHANNEL
 
@@ -508,39 +512,38 @@ class Transfers:
         if self.direct_redirect is not None:
             host, port = self.direct_redirect(host, port)
         try:
-            reader, writer = await direct.open_stream(host, port, offer.cert_sha256, offer.token, tid, offset, size - offset, self.link.fastpaths.direct_timeout)
+            stream = await direct.open_stream(host, port, offer.cert_sha256, offer.token, tid, offset, size - offset, self.link.fastpaths.direct_timeout)
         except direct.DirectPathError as exc:
             result.fallback = f"direct path unavailable ({exc}); used the data channel"
             log.warning("send %s: %s", result.name, result.fallback)
             return offset
         result.via = VIA_DIRECT
-        fh = await asyncio.to_thread(_open_at, path, offset)
-        pos = offset
+        loop = asyncio.get_running_loop()
+        sent = [offset]
+
+        def on_block(pos: int) -> None:
+            sent[0] = pos
+            if progress:
+                loop.call_soon_threadsafe(progress, pos, size)
+
         try:
-            nxt = asyncio.ensure_future(asyncio.to_thread(_read_chunk, fh, min(direct.BLOCK, size - pos)))
-            while pos < size:
-                data = await nxt
-                if not data:
-                    raise TransferError("io_error", f"{path} shrank while it was being sent")
-                if pos + len(data) < size:
-                    nxt = asyncio.ensure_future(asyncio.to_thread(_read_chunk, fh, min(direct.BLOCK, size - pos - len(data))))
-                if out.error is not None:
-                    raise out.error
-                writer.write(data)
-                await writer.drain()
-                pos += len(data)
-                result.bytes_sent += len(data)
-                if progress:
-                    progress(pos, size)
-            raw = await asyncio.wait_for(reader.readexactly(direct.ACK.size), DIRECT_FAIL_WAIT)
-            if direct.ACK.unpack(raw)[0] != size:
+            fh = await asyncio.to_thread(_open_at, path, offset)
+        except OSError:
+            stream.close()
+            raise
+        pump = direct.in_thread(_pump_and_close, stream, fh, offset, size, _read_chunk, on_block, name="sleap-rtc-direct-send")
+        try:
+            acked = await self._until_failed(out, pump, stream)
+            if acked != size:
                 raise direct.DirectPathError("receiver acknowledged a different length")
             return size
-        except (direct.DirectPathError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except EOFError as exc:
+            raise TransferError("io_error", f"{path}: {exc}") from None
+        except (direct.DirectPathError, OSError) as exc:  # ssl.SSLError and socket.timeout are OSErrors
             if out.error is not None:
                 raise out.error
             why = str(exc) or type(exc).__name__
-            log.warning("send %s: direct stream broke at %d of %d bytes (%s); waiting for the receiver's resume point", result.name, pos, size, why)
+            log.warning("send %s: direct stream broke at %d of %d bytes (%s); waiting for the receiver's resume point", result.name, sent[0], size, why)
             try:
                 failed = await asyncio.wait_for(self._reply(out, (PathFailed,)), DIRECT_FAIL_WAIT)
             except asyncio.TimeoutError:
@@ -548,8 +551,25 @@ class Transfers:
             result.fallback = f"direct stream broke ({failed.reason}); continued on the data channel at {failed.offset / 1e6:.1f} MB"
             return failed.offset
         finally:
-            writer.close()
-            await asyncio.to_thread(fh.close)
+            result.bytes_sent += sent[0] - offset
+
+    @staticmethod
+    async def _until_failed(out: "_Outgoing", pump: asyncio.Future, stream: direct.DirectStream):
+        """Await the send thread; a receiver refusal or our cancellation aborts the stream under it."""
+        try:
+            while not pump.done():
+                refused = asyncio.ensure_future(out.ack_event.wait())
+                await asyncio.wait({pump, refused}, return_when=asyncio.FIRST_COMPLETED)
+                refused.cancel()
+                if out.error is not None:
+                    stream.abort()
+                    await asyncio.gather(pump, return_exceptions=True)
+                    raise out.error
+                out.ack_event.clear()
+        except asyncio.CancelledError:
+            stream.abort()
+            raise
+        return pump.result()
 
     async def _send_shared(self, out: "_Outgoing", tid: str, path: Path, result: SentFile) -> bool:
         """Offer the file as a path on shared storage; False (fall back to bytes) unless the receiver took it."""
@@ -619,7 +639,7 @@ class Transfers:
         elif isinstance(msg, FileCancel):
             inc = self._incoming.pop(msg.transfer_id, None)
             if inc is not None:
-                self._stop_listening(inc)
+                await self._halt(inc)
                 await asyncio.to_thread(self._close_incoming, inc)
 
     async def _on_offer(self, offer: FileOffer) -> None:
@@ -669,7 +689,7 @@ class Transfers:
             async with self._identity_lock:
                 if self._identity is None:
                     self._identity = await asyncio.to_thread(direct.TlsIdentity.generate)
-            listener = direct.DirectListener(tid, self._identity, lambda r, w, o, n: self._on_direct_stream(tid, r, w, o, n))
+            listener = direct.DirectListener(tid, self._identity, lambda stream, o, n: self._on_direct_stream(tid, stream, o, n))
             await listener.start(host)
         except (OSError, ssl.SSLError, ValueError) as exc:
             log.warning("receive %s: cannot open a direct listener on %s (%s); data channel only", inc.offer.name, host, exc)
@@ -679,20 +699,19 @@ class Transfers:
 
     @staticmethod
     def _stop_listening(inc: _Incoming) -> None:
+        """No more direct streams for ``inc``: close its listener and break off a stream still running."""
         if inc.listener is not None:
             inc.listener.close()
             inc.listener = None
+        if inc.stream is not None:
+            inc.stream.abort()
 
-    @staticmethod
-    def _write_direct(inc: _Incoming, data: bytes, flush: bool) -> None:
-        """Blocking: write + hash one block; ``flush`` hands the buffer to the OS for a background sync."""
-        try:
-            _write_and_hash(inc, data)
-            inc.offset += len(data)
-            if flush:
-                inc.fh.flush()
-        except OSError as exc:
-            raise _WriteFailed(exc) from None
+    async def _halt(self, inc: _Incoming) -> None:
+        """No more bytes for ``inc``: stop listening, break off a running direct stream and let
+        its pipeline drain, so the file is closed and its resume point recorded after the last write."""
+        self._stop_listening(inc)
+        if inc.pump is not None and not inc.pump.done():
+            await asyncio.wait({inc.pump}, timeout=DIRECT_FAIL_WAIT)
 
     @staticmethod
     def _sync_upto(inc: _Incoming, offset: int) -> None:
@@ -705,62 +724,69 @@ class Transfers:
         _write_state(inc.state, {"sha256": inc.offer.sha256, "size": inc.offer.size, "name": inc.offer.name, "offset": offset})
         inc.durable = offset
 
-    async def _on_direct_stream(self, tid: str, reader, writer, offset: int, length: int) -> None:
+    @classmethod
+    def _receive_direct(cls, inc: _Incoming, stream: direct.DirectStream, length: int) -> None:
+        """Blocking, on the stream's thread: the receive pipeline, plus a background fsync every ``DIRECT_DURABLE_EVERY``."""
+        syncer = ThreadPoolExecutor(1, thread_name_prefix="sleap-rtc-direct-fsync")
+        syncing: list[Future] = []
+
+        def write(view: memoryview) -> None:
+            try:
+                _write_chunk(inc.fh, view)
+            except OSError as exc:
+                raise bulk_io.SinkFailed(exc) from None
+            inc.offset += len(view)
+            if inc.offset - inc.durable >= DIRECT_DURABLE_EVERY and (not syncing or syncing[-1].done()):
+                inc.fh.flush()
+                syncing.append(syncer.submit(cls._sync_upto, inc, inc.offset))
+
+        try:
+            bulk_io.pipeline(stream.recv_exactly, length, write, inc.hasher.update)
+        finally:
+            syncer.shutdown()
+        for fut in syncing:
+            if isinstance(fut.exception(), OSError):
+                raise bulk_io.SinkFailed(fut.exception())
+
+    async def _on_direct_stream(self, tid: str, stream: direct.DirectStream, offset: int, length: int) -> None:
         inc = self._incoming.get(tid)
         if inc is None or inc.direct_active or offset != inc.offset or offset + length != inc.offer.size:
-            writer.close()
+            stream.close()
             if inc is not None and not inc.direct_active:
                 self._path_failed(tid, VIA_DIRECT, f"stream header at {offset}+{length} does not match {inc.offset} of {inc.offer.size}", inc.offset)
             return
-        inc.direct_active = True
-        inc.via = VIA_DIRECT
+        inc.direct_active, inc.via, inc.stream = True, VIA_DIRECT, stream
         name = inc.offer.name
-        pending: asyncio.Future | None = None
-        syncing: asyncio.Future | None = None
-        flushing = False
         started = time.monotonic()
+        pump = inc.pump = direct.in_thread(self._receive_direct, inc, stream, length, name="sleap-rtc-direct-recv")
         try:
-            remaining, written = length, offset
-            while remaining:
-                data = await reader.readexactly(min(direct.BLOCK, remaining))
-                if pending is not None:
-                    await pending
-                    if flushing and (syncing is None or syncing.done()):
-                        if syncing is not None:
-                            syncing.result()
-                        syncing = asyncio.ensure_future(asyncio.to_thread(self._sync_upto, inc, written))
-                remaining -= len(data)
-                written += len(data)
-                flushing = written - inc.durable >= DIRECT_DURABLE_EVERY and (syncing is None or syncing.done())
-                pending = asyncio.ensure_future(asyncio.to_thread(self._write_direct, inc, data, flushing))
-            if pending is not None:
-                await pending
-                pending = None
-            if syncing is not None:
-                await syncing
+            await pump
             inc.direct_active = False
-            writer.write(direct.ACK.pack(inc.offset))
-            await writer.drain()
+            await asyncio.to_thread(stream.sock.sendall, direct.ACK.pack(inc.offset))
             seconds = time.monotonic() - started
             log.info("receive %s: %.1f MB over the direct path in %.2f s (%.1f MB/s)", name, length / 1e6, seconds, length / 1e6 / max(seconds, 1e-9))
-        except _WriteFailed as exc:
-            if syncing is not None:
-                await asyncio.gather(syncing, return_exceptions=True)
+        except asyncio.CancelledError:
+            stream.abort()
+            raise
+        except bulk_io.SinkFailed as exc:
             inc.direct_active = False
             err = exc.error
             if err.errno == errno.ENOSPC:
                 await self._abort(tid, "disk_full", f"receiver disk is full after {inc.durable} bytes of {name!r}; partial copy kept for resume")
             else:
                 await self._abort(tid, "io_error", f"receiver write failed: {err.strerror or err}")
-        except (OSError, ValueError, asyncio.IncompleteReadError, ssl.SSLError) as exc:  # ValueError: link shut down mid-write
-            await asyncio.gather(*(f for f in (pending, syncing) if f is not None), return_exceptions=True)
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset; ValueError: link shut down mid-write
             inc.direct_active = False
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.warning("receive %s: direct stream failed at %d of %d bytes (%s); asking for the rest on the data channel", name, inc.offset, inc.offer.size, why)
             if self._incoming.get(tid) is inc:
                 self._path_failed(tid, VIA_DIRECT, why, inc.offset)
         finally:
-            writer.close()
+            inc.stream = None
+            if pump.done():
+                stream.close()
+            else:
+                pump.add_done_callback(lambda _: stream.close())
 
     def _path_failed(self, tid: str, path: str, reason: str, offset: int) -> None:
         try:
@@ -829,7 +855,7 @@ class Transfers:
         """Stop receiving ``tid``; keep the .part at its last durable offset for a later resume."""
         inc = self._incoming.pop(tid, None)
         if inc is not None:
-            self._stop_listening(inc)
+            await self._halt(inc)
             await asyncio.to_thread(self._close_incoming, inc)
         self._reject(tid, code, message)
 
@@ -870,6 +896,6 @@ class Transfers:
         """The link is gone: record every partial file's durable offset so a new link resumes."""
         incoming, self._incoming = list(self._incoming.values()), {}
         for inc in incoming:
-            self._stop_listening(inc)
+            await self._halt(inc)
             await asyncio.to_thread(self._close_incoming, inc, True)
             log.info("receive %s interrupted at %d of %d bytes; kept for resume", inc.offer.name, inc.offset, inc.offer.size)
