@@ -208,3 +208,61 @@ async def test_50mb_transfer_resumes_after_connection_drop(tmp_path):
     finally:
         await client.close()
         await worker.close()
+
+
+async def test_upload_interrupted_in_one_job_resumes_in_the_next(tmp_path, monkeypatch):
+    """A worker gives every job its own folder but one partial folder: resubmitting the package resumes it."""
+    partial = tmp_path / "partial"
+    src = make_file(tmp_path / "pkg.slp", 6 * 1024 * 1024)
+    client, worker, rx = await authed_pair(tmp_path, partial_dir=partial)
+    try:
+        free_disk = fill_disk_after(monkeypatch, 5 * 1024 * 1024)
+        with pytest.raises(TransferError):
+            await client.send_file(src)
+        free_disk()
+    finally:
+        await client.close()
+        await worker.close()
+    client, worker = await open_pair()
+    try:
+        assert await auth_pair(client, worker, b"k", b"k") == ["psk", "psk"]
+        rx2 = worker.accept_files(tmp_path / "job-2", partial_dir=partial)
+        sent = await client.send_file(src)
+        got = await worker.receive_file(timeout=10)
+        assert sent.resumed_from >= 4 * 1024 * 1024 and sent.bytes_sent == src.stat().st_size - sent.resumed_from
+        assert got.path.parent == rx2.dest_dir.resolve() and sha(got.path) == sha(src)
+        assert not list(partial.iterdir())
+    finally:
+        await client.close()
+        await worker.close()
+
+
+def test_stale_partials_swept_fresh_ones_kept(tmp_path):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    old = [partial / f"{'a' * 64}.part", partial / f"{'a' * 64}.json"]
+    fresh = [partial / f"{'b' * 64}.part", partial / f"{'b' * 64}.json"]
+    for path in old + fresh:
+        path.write_bytes(b"x")
+    week_ago = os.path.getmtime(fresh[0]) - transfer_mod.PARTIAL_MAX_AGE - 60
+    for path in old:
+        os.utime(path, (week_ago, week_ago))
+    transfer_mod.FileReceiver(tmp_path / "rx", partial_dir=partial)
+    assert sorted(p.name for p in partial.iterdir()) == sorted(p.name for p in fresh)
+
+
+async def test_same_content_into_one_partial_folder_from_two_links_is_busy(tmp_path):
+    """Two links of one process (two jobs) never write the same content into one .part."""
+    from sleap_rtc_plugin.protocol.transfer import FileOffer
+
+    partial = tmp_path / "partial"
+    rx1 = transfer_mod.FileReceiver(tmp_path / "a", partial_dir=partial)
+    rx2 = transfer_mod.FileReceiver(tmp_path / "b", partial_dir=partial)
+    offer = FileOffer(transfer_id="c" * 32, name="pkg.slp", size=10, sha256="d" * 64)
+    inc = rx1._open(offer, rx1.dest_dir / "pkg.slp")
+    with pytest.raises(TransferError) as err:
+        rx2._open(offer, rx2.dest_dir / "pkg.slp")
+    assert err.value.code == "busy"
+    transfer_mod.Transfers._close_incoming(inc, record=True)
+    inc = rx2._open(offer, rx2.dest_dir / "pkg.slp")  # free again once the first closed
+    transfer_mod.Transfers._close_incoming(inc)

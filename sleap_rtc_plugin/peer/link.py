@@ -238,12 +238,14 @@ class PeerLink:
         dest_dir: str | Path,
         *,
         cache_dir: str | Path | None = None,
+        partial_dir: str | Path | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
     ) -> FileReceiver:
-        """Accept incoming files into ``dest_dir`` (names sanitized; resumable; cached by sha256,
-        the cache capped at ``cache_max_bytes`` with least-recently-used eviction; None: no cap)."""
-        self.transfers.receiver = FileReceiver(dest_dir, cache_dir=cache_dir, max_size=max_size, cache_max_bytes=cache_max_bytes)
+        """Accept incoming files into ``dest_dir`` (names sanitized; resumable from ``partial_dir``;
+        cached by sha256, the cache capped at ``cache_max_bytes`` with least-recently-used
+        eviction; None: no cap). See :class:`FileReceiver`."""
+        self.transfers.receiver = FileReceiver(dest_dir, cache_dir=cache_dir, partial_dir=partial_dir, max_size=max_size, cache_max_bytes=cache_max_bytes)
         return self.transfers.receiver
 
     async def send_file(self, path: str | Path, *, name: str | None = None, progress: Progress | None = None) -> SentFile:

@@ -4,8 +4,9 @@ Sender: hash the file (SHA-256, in a thread), ``file_offer`` it, and stream bina
 chunks from the offset the receiver answers with. Each chunk is one data-channel
 message: a 28-byte header (magic, transfer id, offset) and up to 64 KiB of data.
 
-Receiver (:class:`FileReceiver`): writes into ``<dest>/.sleap-rtc-partial/<sha>.part``
-and records the durable offset (after flush + fsync) in ``<sha>.json`` every
+Receiver (:class:`FileReceiver`): writes into ``<partial>/<sha>.part`` (default
+``<dest>/.sleap-rtc-partial``; a worker shares one folder across jobs) and records the
+durable offset (after flush + fsync) in ``<sha>.json`` every
 ``ACK_EVERY`` bytes and when the link drops. An offer of the same content on a new
 link resumes from that offset -- the *resume exchange* is ``file_offer`` ->
 ``file_accept(offset)``. At ``file_end`` the whole ``.part`` is hashed (so
@@ -47,6 +48,7 @@ import shutil
 import ssl
 import struct
 import time
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,6 +89,7 @@ FREE_SPACE_MARGIN = 16 * 1024 * 1024
 MAGIC = b"SRF1"
 HEADER = struct.Struct("!4s16sQ")
 PARTIAL_DIR = ".sleap-rtc-partial"
+PARTIAL_MAX_AGE = 7 * 24 * 3600
 CACHE_DIR = ".sleap-rtc-cache"
 
 Progress = Callable[[int, int], Any]
@@ -285,24 +288,78 @@ class _Incoming:
     via: str = VIA_DATACHANNEL
 
 
+class _Writing:
+    """The ``.part`` files some link of this process is writing: two links sharing a partial
+    folder (two jobs of one worker) must not write the same content into one file."""
+
+    def __init__(self) -> None:
+        self._paths: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, part: Path) -> bool:
+        with self._lock:
+            if part in self._paths:
+                return False
+            self._paths.add(part)
+            return True
+
+    def release(self, part: Path) -> None:
+        with self._lock:
+            self._paths.discard(part)
+
+    def __contains__(self, part: Path) -> bool:
+        with self._lock:
+            return part in self._paths
+
+
+_writing = _Writing()
+
+
 class FileReceiver:
-    """Where incoming files go, and the limits that apply to them (one per link or shared)."""
+    """Where incoming files go, and the limits that apply to them (one per link or shared).
+
+    ``partial_dir`` (default ``<dest>/.sleap-rtc-partial``) holds the resumable copies,
+    keyed by sha256: a worker points every job's receiver at one folder so an upload
+    interrupted in one job resumes in the next submission of the same package. Copies
+    nobody resumed for ``partial_max_age`` seconds are deleted when a receiver opens
+    the folder, so abandoned uploads do not fill the disk.
+    """
 
     def __init__(
         self,
         dest_dir: str | Path,
         *,
         cache_dir: str | Path | None = None,
+        partial_dir: str | Path | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
+        partial_max_age: float = PARTIAL_MAX_AGE,
     ):
         self.dest_dir = Path(dest_dir)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.dest_dir / CACHE_DIR
-        self.partial_dir = self.dest_dir / PARTIAL_DIR
+        self.partial_dir = Path(partial_dir) if partial_dir is not None else self.dest_dir / PARTIAL_DIR
         self.max_size = max_size
         for d in (self.dest_dir, self.cache_dir, self.partial_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.cache = ContentCache(self.cache_dir, cache_max_bytes)
+        self.sweep_partials(partial_max_age)
+
+    def sweep_partials(self, max_age: float) -> list[Path]:
+        """Delete partial copies (and their sidecars) untouched for ``max_age`` seconds; returns what went."""
+        cutoff = time.time() - max_age
+        removed = []
+        for path in self.partial_dir.iterdir():
+            part = path.with_name(path.name.split(".", 1)[0] + ".part")
+            try:
+                if part in _writing or path.stat().st_mtime >= cutoff:
+                    continue
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+        if removed:
+            log.info("removed %d stale partial file(s) older than %.1f days from %s", len(removed), max_age / 86400, self.partial_dir)
+        return removed
 
     def cached_path(self, sha256: str) -> Path | None:
         """The verified cache entry for ``sha256``, if this receiver holds one."""
@@ -323,6 +380,15 @@ class FileReceiver:
     def _open(self, offer: FileOffer, target: Path) -> _Incoming:
         part = self.partial_dir / f"{offer.sha256}.part"
         state = self.partial_dir / f"{offer.sha256}.json"
+        if not _writing.claim(part):
+            raise TransferError("busy", f"{offer.name!r}: the same content is already being received here by another transfer")
+        try:
+            return self._open_claimed(offer, target, part, state)
+        except BaseException:
+            _writing.release(part)
+            raise
+
+    def _open_claimed(self, offer: FileOffer, target: Path, part: Path, state: Path) -> _Incoming:
         offset = self._resume_point(offer, part, state)
         free = shutil.disk_usage(self.partial_dir).free
         needed = offer.size - offset
@@ -353,7 +419,10 @@ class FileReceiver:
         _write_state(inc.state, {"sha256": inc.offer.sha256, "size": inc.offer.size, "name": inc.offer.name, "offset": inc.offset})
 
     def _finish(self, inc: _Incoming) -> bool:
-        inc.fh.close()
+        try:
+            inc.fh.close()
+        finally:
+            _writing.release(inc.part)
         if inc.hasher.hexdigest() != inc.offer.sha256:
             inc.part.unlink(missing_ok=True)
             inc.state.unlink(missing_ok=True)
@@ -369,6 +438,7 @@ class FileReceiver:
             inc.fh.close()
         except OSError:
             pass
+        _writing.release(inc.part)
         inc.part.unlink(missing_ok=True)
         inc.state.unlink(missing_ok=True)
 
@@ -872,6 +942,7 @@ class Transfers:
                 inc.fh.close()
             except OSError:
                 pass
+            _writing.release(inc.part)
 
     async def _on_end(self, end: FileEnd) -> None:
         inc = self._incoming.get(end.transfer_id)

@@ -173,7 +173,7 @@ class Worker:
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
-        for sub in ("jobs", "incoming", "cache"):
+        for sub in ("jobs", "incoming", "cache", "partial"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         if not self.server_url:
             from ..coordinator.server import CoordinatorServer
@@ -553,7 +553,7 @@ class Worker:
         # Ready for files before the handshake ends: the client may offer its first file
         # in the same breath as its last handshake frame (nothing is accepted unauthenticated).
         incoming = self.data_dir / "incoming" / job_id
-        link.accept_files(incoming, cache_dir=self.data_dir / "cache", max_size=self.options.max_file_bytes,
+        link.accept_files(incoming, cache_dir=self.data_dir / "cache", partial_dir=self.data_dir / "partial", max_size=self.options.max_file_bytes,
                           cache_max_bytes=self.options.cache_max_bytes)
         try:
             await link.authenticate(self.secret)
