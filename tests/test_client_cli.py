@@ -57,3 +57,17 @@ def test_ctrl_c_detaches_and_attach_fetches_the_results(worker_process, sample_l
     models = list((project / "models").iterdir())
     assert len(models) == 1 and (models[0] / "best.ckpt").is_file()
     assert str(models[0]) in again.stdout
+
+
+def test_track_inputs_named_by_file_name_and_checked(tmp_path):
+    from sleap_rtc_plugin.client.cli import parse_inputs
+    from sleap_rtc_plugin.errors import UserError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "clip.mp4").write_bytes(b"v")
+    (tmp_path / "clip.mp4").write_bytes(b"w")
+    assert parse_inputs([str(tmp_path / "a" / "clip.mp4")]) == {"clip.mp4": tmp_path / "a" / "clip.mp4"}
+    with pytest.raises(UserError, match="no such file"):
+        parse_inputs([str(tmp_path / "missing.mp4")])
+    with pytest.raises(UserError, match="also named 'clip.mp4'"):
+        parse_inputs([str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "clip.mp4")])

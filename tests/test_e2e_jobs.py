@@ -168,3 +168,37 @@ async def test_room_secret_is_enforced_end_to_end(make_worker, project, training
             assert info.value.code == code
         assert "secret" in str(info.value).lower()
     assert worker.state.status.value == "available"
+
+
+async def test_predict_on_a_whole_video_sends_it_once(cpu_worker, project, trained_model, sample_labels, tmp_path):  # noqa: F811
+    """"Entire video" sends the video file itself beside the package; the next job on it moves no video bytes."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    from sleap_rtc_plugin.gui import packaging
+
+    gray = np.stack([np.squeeze(sio.load_slp(str(sample_labels)).video[i]) for i in range(12)])
+    frames = np.repeat(gray[..., None], 3, axis=-1)
+    clip = tmp_path / "clip.mp4"
+    iio.imwrite(clip, frames, fps=10, codec="libx264", plugin="pyav")
+    skeleton = sio.load_slp(str(sample_labels)).skeletons[0]
+    video = sio.Video.from_filename(str(clip))
+    labels = sio.Labels(videos=[video], skeletons=[skeleton])
+    request = packaging.InferenceRequest(labels=labels, labels_filename=str(project / "clip.slp"), model_dirs=[trained_model.run_dir],
+                                         frames={0: list(range(len(video)))})
+    package = packaging.write_inference_package(request, tmp_path / "pkg")
+    assert package.inputs == {"clip.mp4": clip}
+    with zipfile.ZipFile(package.path) as zf:
+        assert not any(n.endswith(".slp") for n in zf.namelist())  # no frames embedded
+
+    vias = []
+    for _ in range(2):
+        handle = submit_inference(package.path, spec_for(cpu_worker), project_dir=project, inputs=package.inputs)
+        events = await collect(handle)
+        outcome = await handle.result()
+        vias.append([e.data.get("via") for e in events if e.kind == "status" and "clip.mp4" in e.data.get("message", "") and e.data.get("state") == "transferred"])
+        predicted = sio.load_slp(str(outcome.prediction_files[0]))
+        assert {lf.frame_idx for lf in predicted.labeled_frames if lf.predicted_instances} == set(range(len(video)))
+        assert Path(predicted.videos[0].filename).name == "clip.mp4"
+    assert vias[0] != ["cache"] and vias[1] == ["cache"]
+    assert packaging.predicted_videos(outcome.prediction_files[0], request) == [0]

@@ -106,3 +106,20 @@ def test_session_string_round_trip_and_errors():
         with pytest.raises(ProtocolError) as info:
             SessionString.decode(bad)
         assert info.value.code == "bad_session_string"
+
+
+@pytest.mark.parametrize(
+    "inputs, needle",
+    [({"../clip.mp4": "a" * 64}, "plain file name"), ({"a/b.mp4": "a" * 64}, "plain file name"), ({"": "a" * 64}, "plain file name"),
+     ({"clip.mp4": "not-a-digest"}, "sha256"), ({f"v{i}.mp4": "a" * 64 for i in range(65)}, "at most 64")],
+)
+def test_job_submit_inputs_are_checked_on_decode(inputs, needle):
+    frame = json.dumps({"type": "job_submit", "v": 1, "job_id": "j", "kind": "track", "package_sha256": "a" * 64, "package_name": "p.zip", "inputs": inputs})
+    with pytest.raises(ProtocolError, match=needle) as info:
+        PEER.decode(frame)
+    assert info.value.code == "bad_value"
+
+
+def test_job_submit_with_inputs_round_trips():
+    msg = JobSubmit(job_id="j", kind="track", package_sha256="a" * 64, package_name="p.zip", inputs={"clip.mp4": "b" * 64})
+    assert PEER.decode(msg.encode()) == msg

@@ -192,3 +192,37 @@ def test_inference_package_needs_trained_model(sample_labels, tmp_path):
 
 def test_check_entry_name_normalises_dot_segments():
     assert str(check_entry_name("./a/./b.txt")) == "a/b.txt"
+
+
+def test_inputs_placed_beside_the_package_and_named_as_data(tmp_path):
+    """A video sent on its own lands at inputs/<name>, where jobs.yaml names it as data."""
+    model = {"models/m/best.ckpt": b"x", "models/m/training_config.yaml": b"{}"}
+    jobs = {"inference": [{"data_path": "inputs/clip.mp4", "models": ["models/m"], "frames": [0, 1]}]}
+    pkg = _zip(tmp_path / "p.zip", {"jobs.yaml": yaml.safe_dump(jobs).encode(), **model})
+    clip = tmp_path / "received.mp4"
+    clip.write_bytes(b"video bytes")
+    spec = open_package(pkg, tmp_path / "job", inputs={"clip.mp4": clip})
+    assert spec.inference[0].data_path == tmp_path / "job" / "inputs" / "clip.mp4"
+    assert spec.inference[0].data_path.read_bytes() == b"video bytes"
+    with pytest.raises(PackageError, match="no clip.mp4"):
+        open_package(pkg, tmp_path / "job2")  # named as data but not sent
+
+
+@pytest.mark.parametrize("name", ["../x.mp4", "a/b.mp4", "", "..", "a\\b.mp4"])
+def test_input_names_must_be_plain(tmp_path, name):
+    from sleap_rtc_plugin.worker.package import place_inputs
+
+    src = tmp_path / "v.mp4"
+    src.write_bytes(b"v")
+    with pytest.raises(PackageError, match="plain file name"):
+        place_inputs(tmp_path / "job", {name: src})
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_input_may_not_replace_a_package_file(tmp_path):
+    pkg = _zip(tmp_path / "p.zip", {"inputs/clip.mp4": b"from the zip", "jobs.yaml": b"{}"})
+    src = tmp_path / "v.mp4"
+    src.write_bytes(b"sent")
+    with pytest.raises(PackageError, match="also sent as an input"):
+        open_package(pkg, tmp_path / "job", inputs={"clip.mp4": src})
+    assert (tmp_path / "job" / "inputs" / "clip.mp4").read_bytes() == b"from the zip"

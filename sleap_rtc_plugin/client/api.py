@@ -30,7 +30,7 @@ from ..peer.connection import connect
 from ..peer.fastpath import FastPaths
 from ..peer.errors import AuthError, ConnectError, LinkClosedError, PeerLinkError, TransferError
 from ..protocol import ProtocolError
-from ..protocol.peer import Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultReleased
+from ..protocol.peer import INPUTS_DIR, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultReleased
 from ..protocol.queue import CheckpointNotice, QueueUpdate
 from ..protocol.session_string import SessionString
 from .checkpoints import CheckpointError, CheckpointStore
@@ -186,8 +186,10 @@ class JobHandle:
         options: dict[str, Any] | None = None,
         settings: Settings | None = None,
         queue: QueueOptions | None = None,
+        inputs: dict[str, Path] | None = None,
     ):
         self.kind = kind
+        self.inputs = {name: Path(p) for name, p in (inputs or {}).items()}
         self.job_id = job_id or uuid.uuid4().hex[:12]
         self.intent = intent
         self.worker: WorkerInfo | None = None
@@ -513,24 +515,34 @@ class JobHandle:
         raise RemoteError("choose_worker", "several workers are available: pick one (worker id) or use auto-select")
 
     async def _send_package(self, link) -> None:
+        """Inputs first, then the package, then ``job_submit``: the worker has every file when it reads the submit."""
         assert self.package_path is not None
-        if not self.package_path.is_file():
-            raise RemoteError("no_package", f"package {self.package_path} does not exist")
-        total = self.package_path.stat().st_size
+        for path in (self.package_path, *self.inputs.values()):
+            if not path.is_file():
+                raise RemoteError("no_package", f"{'package' if path == self.package_path else 'input'} {path} does not exist")
+        shas = {}
+        for name, path in self.inputs.items():
+            shas[name] = (await self._send_one(link, path, f"{INPUTS_DIR}/{name}")).sha256
+        sent = await self._send_one(link, self.package_path, self.package_path.name)
+        await link.send(
+            JobSubmit(job_id=self.job_id, kind=self.kind, package_sha256=sent.sha256, package_name=self.package_path.name, options=self.options,
+                      inputs=shas)
+        )
+
+    async def _send_one(self, link, path: Path, name: str):
+        total = path.stat().st_size
         loop = asyncio.get_running_loop()
         started = loop.time()
 
         def progress(done: int, size: int) -> None:
             elapsed = max(loop.time() - started, 1e-6)
-            self._emit("transfer", direction="upload", name=self.package_path.name, done=done, sent=done, total=size, rate_mbps=done / elapsed / 1e6)
+            self._emit("transfer", direction="upload", name=path.name, done=done, sent=done, total=size, rate_mbps=done / elapsed / 1e6)
 
-        self._emit("status", state="transferring", message=f"sending {self.package_path.name} ({total / 1e6:.1f} MB)")
-        sent = await link.send_file(self.package_path, name=self.package_path.name, progress=progress)
+        self._emit("status", state="transferring", message=f"sending {path.name} ({total / 1e6:.1f} MB)")
+        sent = await link.send_file(path, name=name, progress=progress)
         self._emit("status", state="transferred", message=f"sent {sent.summary()}", via=sent.via)
         log.info("job %s: sent %s", self.job_id, sent.summary())
-        await link.send(
-            JobSubmit(job_id=self.job_id, kind=self.kind, package_sha256=sent.sha256, package_name=self.package_path.name, options=self.options)
-        )
+        return sent
 
     async def _follow(self, link, worker: WorkerInfo, incoming: Path) -> JobOutcome:
         bridge = None
@@ -601,9 +613,14 @@ def submit_training(
 
 
 def submit_inference(package_path: Path, spec: ConnectionSpec, *, project_dir: Path, options: dict[str, Any] | None = None,
-                     queue: QueueOptions | None = None) -> JobHandle:
-    """Predict remotely; predictions land under ``<project_dir>/predictions/``."""
-    return JobHandle("track", spec, project_dir=project_dir, package_path=package_path, options=options, queue=queue)
+                     queue: QueueOptions | None = None, inputs: dict[str, Path] | None = None) -> JobHandle:
+    """Predict remotely; predictions land under ``<project_dir>/predictions/``.
+
+    ``inputs``: file name -> local file sent beside the package and placed at
+    ``inputs/<name>`` on the worker (a video its ``jobs.yaml`` predicts on). Sent on their
+    own, they hit the worker's content cache: the same video is never sent twice.
+    """
+    return JobHandle("track", spec, project_dir=project_dir, package_path=package_path, options=options, queue=queue, inputs=inputs)
 
 
 def attach(job_id: str, spec: ConnectionSpec, *, project_dir: Path, kind: Literal["train", "track"] = "train",

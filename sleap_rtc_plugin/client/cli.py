@@ -55,6 +55,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_track_arguments(parser: argparse.ArgumentParser) -> None:
     _add_job_arguments(parser, "inference")
+    parser.add_argument("--input", action="append", default=[], metavar="FILE",
+                        help="send FILE beside the package, to inputs/<its name> on the worker (a video jobs.yaml names as "
+                             "inputs/<name>); the worker caches it, so the same video is sent once; repeatable")
+
+
+def parse_inputs(files: list[str]) -> dict[str, Path]:
+    """``--input`` files by the name they get on the worker; a clear error for a missing file or a clash."""
+    inputs: dict[str, Path] = {}
+    for item in files:
+        path = Path(item).expanduser().resolve()
+        if not path.is_file():
+            raise UserError(f"--input {item}: no such file")
+        if path.name in inputs:
+            raise UserError(f"--input {item}: another input is also named {path.name!r} (inputs/{path.name} on the worker)")
+        inputs[path.name] = path
+    return inputs
 
 
 def spec_from_args(args: argparse.Namespace) -> ConnectionSpec:
@@ -120,7 +136,7 @@ async def _run_job(args: argparse.Namespace, kind: str) -> int:
         if kind == "train":
             handle = submit_training(pkg, spec, project_dir=project, publish_port=args.publish_port, controller_port=args.controller_port, queue=queue)
         else:
-            handle = submit_inference(pkg, spec, project_dir=project, queue=queue)
+            handle = submit_inference(pkg, spec, project_dir=project, queue=queue, inputs=parse_inputs(args.input))
     outcome = await follow(handle, plain=args.no_progress)
     print(describe_outcome(outcome))
     return 0

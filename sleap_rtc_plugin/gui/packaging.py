@@ -15,6 +15,7 @@ embedding thousands of frames never freezes the window.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from ..protocol.peer import INPUTS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +141,45 @@ def _expand_frames(idxs: list[int]) -> list[int]:
     return sorted(set(int(i) for i in idxs if i >= 0))
 
 
-def write_inference_package(req: InferenceRequest, out_dir: Path, progress: ProgressFn | None = None) -> Path:
-    """Write ``<labels>.slp.inference_job.zip``: frames to predict, models, ``jobs.yaml``."""
+MEDIA_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm"}
+
+
+@dataclass
+class InferencePackage:
+    """The package, and the videos that travel beside it (``inputs/<name>`` on the worker)."""
+
+    path: Path
+    inputs: dict[str, Path] = field(default_factory=dict)
+
+
+def send_whole_video(video: Any, frames: list[int]) -> Path | None:
+    """The video's own file when sending it beats embedding the frames, else None.
+
+    Embedding re-encodes every frame into a new package for every job; the video file
+    sent on its own is content-addressed, so a second job on the same video moves
+    nothing. Worth it for a single media file the worker can decode (not an image
+    folder, not frames already embedded in an ``.slp``) when at least half of its
+    frames are wanted -- "entire video", "all videos", long clips.
+    """
+    filename = getattr(video, "filename", None)
+    if not isinstance(filename, str) or Path(filename).suffix.lower() not in MEDIA_SUFFIXES:
+        return None
+    path = Path(filename)
+    if not path.is_file():
+        return None
+    try:
+        total = len(video)
+    except Exception:  # a video whose backend cannot open here: embed what SLEAP can read
+        return None
+    return path if total and len(frames) * 2 >= total else None
+
+
+def write_inference_package(req: InferenceRequest, out_dir: Path, progress: ProgressFn | None = None) -> InferencePackage:
+    """Write ``<labels>.slp.inference_job.zip``: models, ``jobs.yaml``, and the frames to predict.
+
+    Frames are embedded in ``<labels>.pkg.slp``, except for videos :func:`send_whole_video`
+    picks: those are returned as inputs to send beside the package.
+    """
     if not req.model_dirs:
         raise ValueError("Choose at least one trained model to track with.")
     if not req.frame_count:
@@ -147,10 +187,19 @@ def write_inference_package(req: InferenceRequest, out_dir: Path, progress: Prog
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem_pkg = Path(req.labels_filename).with_suffix(".pkg.slp").name
+    inputs: dict[str, Path] = {}
+    data_paths: dict[int, str] = {}
+    for v, fs in req.frames.items():
+        whole = send_whole_video(req.labels.videos[v], fs)
+        if whole is not None:
+            name = _unique_name(whole.name, list(inputs))
+            inputs[name] = whole
+            data_paths[v] = f"{INPUTS_DIR}/{name}"
     with tempfile.TemporaryDirectory(prefix="sleap-rtc-pkg-") as tmp:
         root = Path(tmp)
-        embed = [(req.labels.videos[v], f) for v, fs in req.frames.items() for f in fs]
-        _save_embedded(req.labels, root / stem_pkg, embed, progress)
+        embed = [(req.labels.videos[v], f) for v, fs in req.frames.items() if v not in data_paths for f in fs]
+        if embed:
+            _save_embedded(req.labels, root / stem_pkg, embed, progress)
         model_names = []
         for model_dir in req.model_dirs:
             name = _unique_name(model_dir.name, model_names)
@@ -160,21 +209,19 @@ def write_inference_package(req: InferenceRequest, out_dir: Path, progress: Prog
             "training": [],
             "inference": [
                 {
-                    "data_path": stem_pkg,
                     "models": [f"models/{n}" for n in model_names],
                     "output_path": f"{stem_pkg}.video{v}.predictions.slp",
-                    "type": "labels",
-                    "video_index": v,
                     "frames": fs,
                     "tracking": {k: val for k, val in req.inference_params.items() if k.startswith("tracking.")},
+                    **({"data_path": data_paths[v], "type": "video"} if v in data_paths else {"data_path": stem_pkg, "type": "labels", "video_index": v}),
                 }
                 for v, fs in req.frames.items()
             ],
         }
         (root / "jobs.yaml").write_text(yaml.safe_dump(jobs))
         archive = shutil.make_archive(str(out_dir / f"{Path(req.labels_filename).name}.inference_job"), "zip", root_dir=tmp)
-    logger.info("inference package written: %s (%d frames, %d models)", archive, req.frame_count, len(model_names))
-    return Path(archive)
+    logger.info("inference package written: %s (%d frames, %d models, %d video(s) sent whole)", archive, req.frame_count, len(model_names), len(inputs))
+    return InferencePackage(Path(archive), inputs)
 
 
 def _unique_name(name: str, taken: list[str]) -> str:
@@ -217,6 +264,14 @@ def merge_predictions(labels: Any, predictions_path: Path, inference_params: dic
     return task.merge_results()
 
 
+def predicted_videos(predictions_path: Path, req: InferenceRequest) -> list[int]:
+    """The project video(s) a predictions file is for: its ``.video<N>.`` name, else every requested one."""
+    match = re.search(r"\.video(\d+)\.predictions\.slp$", Path(predictions_path).name)
+    if match and int(match.group(1)) in req.frames:
+        return [int(match.group(1))]
+    return list(req.frames)
+
+
 def _video_mapping(predicted: list, project: list, requested: list[int] | None) -> dict[int, Any]:
     """Which project video each predicted video stands for.
 
@@ -226,6 +281,8 @@ def _video_mapping(predicted: list, project: list, requested: list[int] | None) 
     """
     if len(predicted) == len(project):
         return {id(p): project[i] for i, p in enumerate(predicted)}
+    if requested and len(requested) == 1 and len(predicted) == 1:
+        return {id(predicted[0]): project[requested[0]]}
     by_name = {Path(str(v.filename)).name: v for v in project}
     mapping = {}
     for p in predicted:
@@ -233,8 +290,6 @@ def _video_mapping(predicted: list, project: list, requested: list[int] | None) 
         name = Path(str(getattr(source, "filename", "") or p.filename)).name
         if name in by_name:
             mapping[id(p)] = by_name[name]
-        elif requested and len(requested) == 1 and len(predicted) == 1:
-            mapping[id(p)] = project[requested[0]]
         else:
             raise ValueError(f"cannot tell which project video the predictions for {p.filename!r} belong to")
     return mapping

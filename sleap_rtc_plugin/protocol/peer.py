@@ -5,10 +5,15 @@ File-transfer frames live in :mod:`.transfer`; both register into :data:`PEER`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .base import Message, Registry
+from .base import Message, ProtocolError, Registry
+
+MAX_INPUTS = 64
+INPUTS_DIR = "inputs"  # where a job's inputs land in the unpacked package, and their transfer names' folder
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 PEER = Registry("peer")
 
@@ -59,7 +64,12 @@ class AuthResult(Message):
 @PEER.register
 @dataclass
 class JobSubmit(Message):
-    """Run a job on a package the client has already transferred (by its sha256)."""
+    """Run a job on a package the client has already transferred (by its sha256).
+
+    ``inputs``: plain file name -> sha256 of files transferred beside the package (a video
+    to predict on); the worker places them at ``inputs/<name>`` in the unpacked package.
+    Sent on their own, they are content-addressed: the same video never travels twice.
+    """
 
     TYPE = "job_submit"
     job_id: str
@@ -67,6 +77,16 @@ class JobSubmit(Message):
     package_sha256: str
     package_name: str
     options: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if len(self.inputs) > MAX_INPUTS:
+            raise ProtocolError("bad_value", f"job_submit.inputs has {len(self.inputs)} entries; at most {MAX_INPUTS}")
+        for name, sha in self.inputs.items():
+            if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+                raise ProtocolError("bad_value", f"job_submit.inputs name {name[:80]!r} must be a plain file name")
+            if not _SHA256.fullmatch(sha):
+                raise ProtocolError("bad_value", f"job_submit.inputs[{name[:80]!r}] must be a sha256 hex digest")
 
 
 @PEER.register

@@ -590,16 +590,28 @@ class Worker:
         if self._reservation != (client, msg.job_id):
             await link.send(PeerError(code="not_reserved", message="submit the job on the connection that reserved this worker", job_id=msg.job_id))
             return
-        try:
-            received = await link.receive_file(timeout=10)
-        except (PeerLinkError, asyncio.TimeoutError, TimeoutError):
-            await link.send(PeerError(code="no_package", message="the package did not arrive before job_submit; send it first", job_id=msg.job_id))
-            return
-        if received.sha256 != msg.package_sha256:
+        by_sha: dict[str, Path] = {}
+        wanted = {msg.package_sha256, *msg.inputs.values()}
+        while not wanted <= by_sha.keys():
+            try:
+                received = await link.receive_file(timeout=10)
+            except (PeerLinkError, asyncio.TimeoutError, TimeoutError):
+                if by_sha:
+                    break
+                await link.send(PeerError(code="no_package", message="the package did not arrive before job_submit; send it first", job_id=msg.job_id))
+                return
+            by_sha[received.sha256] = Path(received.path)
+        if msg.package_sha256 not in by_sha:
             await link.send(PeerError(code="package_mismatch", message="the received package does not match the announced hash; submit again", job_id=msg.job_id))
             return
+        missing = sorted(name for name, sha in msg.inputs.items() if sha not in by_sha)
+        if missing:
+            await link.send(PeerError(code="no_package", message=f"input(s) {', '.join(missing)} did not arrive before job_submit; submit again", job_id=msg.job_id))
+            return
         job_dir = self.data_dir / "jobs" / msg.job_id
-        engine = JobEngine(msg.job_id, Path(received.path), job_dir, kind=msg.kind, options=msg.options, cancel_grace=self.options.cancel_grace)
+        inputs = {name: by_sha[sha] for name, sha in msg.inputs.items()}
+        engine = JobEngine(msg.job_id, by_sha[msg.package_sha256], job_dir, kind=msg.kind, options=msg.options, cancel_grace=self.options.cancel_grace,
+                           inputs=inputs)
         dispatch = self._dispatches.get(msg.job_id)
         try:
             spec = await engine.prepare()

@@ -8,6 +8,7 @@ process handling, and every failure reaches it as one :class:`JobFailedError`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import shutil
@@ -42,11 +43,14 @@ class JobEngine:
     """Satisfies the status machine's ``RunningJob`` protocol (job_id, running, describe)."""
 
     def __init__(self, job_id: str, package_path: Path, job_dir: Path, *, kind: str, options: dict[str, Any] | None = None, cancel_grace: float = 10.0,
-                 overrides: list[str] | None = None, model_overrides: dict[str, list[str]] | None = None):
+                 overrides: list[str] | None = None, model_overrides: dict[str, list[str]] | None = None,
+                 inputs: dict[str, Path] | None = None):
         """``overrides``/``model_overrides`` are extra sleap-nn Hydra overrides for training
-        (all models / one model by head): queued jobs add ``save_last`` and resume paths."""
+        (all models / one model by head): queued jobs add ``save_last`` and resume paths.
+        ``inputs``: files sent beside the package (videos), placed at ``inputs/<name>``."""
         self.job_id = job_id
         self.package_path = Path(package_path)
+        self.inputs = dict(inputs or {})
         self.job_dir = Path(job_dir)
         self.kind = kind
         self.options = dict(options or {})
@@ -85,7 +89,7 @@ class JobEngine:
         if self.job_dir.exists():
             await asyncio.to_thread(shutil.rmtree, self.job_dir)
         try:
-            spec = await asyncio.to_thread(open_package, self.package_path, self.job_dir / "package")
+            spec = await asyncio.to_thread(functools.partial(open_package, self.package_path, self.job_dir / "package", inputs=self.inputs))
         except PackageError as exc:
             await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
             raise JobFailedError(f"package rejected: {exc}") from None

@@ -20,6 +20,7 @@ All functions here block on disk; call them via ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -29,6 +30,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 import yaml
+
+from ..protocol.peer import INPUTS_DIR
 
 
 class PackageError(ValueError):
@@ -298,9 +301,32 @@ def parse_job_dir(root: Path) -> JobSpec:
     return JobSpec(root=root, labels_path=labels, models=training_order(models), inference=inference)
 
 
-def open_package(path: str | Path, job_dir: str | Path, *, limits: Limits = Limits()) -> JobSpec:
+def check_input_name(name: Any) -> str:
+    """An input travels beside the package (a video, say) and lands at ``inputs/<name>``: one plain file name."""
+    if not isinstance(name, str) or PurePosixPath(name).name != name or name in ("", ".", "..") or "\\" in name:
+        raise PackageError(f"input name {name!r} must be a plain file name")
+    return str(check_entry_name(name))
+
+
+def place_inputs(job_dir: Path, inputs: dict[str, Path]) -> None:
+    """Put the separately sent ``inputs`` at ``job_dir/inputs/<name>`` (hard links to the verified copies)."""
+    for name, src in inputs.items():
+        dest = job_dir / INPUTS_DIR / check_input_name(name)
+        if dest.exists():
+            raise PackageError(f"package already holds {INPUTS_DIR}/{name}, which was also sent as an input")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copyfile(src, dest)
+
+
+def open_package(path: str | Path, job_dir: str | Path, *, limits: Limits = Limits(), inputs: dict[str, Path] | None = None) -> JobSpec:
     """Validate the zip at ``path``, unpack it into ``job_dir`` and parse it.
 
+    ``inputs`` (name -> verified file) are placed at ``inputs/<name>`` before parsing, so
+    ``jobs.yaml`` may name ``inputs/<video>`` as data: a video sent on its own is
+    content-addressed on the way, and never travels twice for two jobs.
     ``job_dir`` must be empty or absent. On any error nothing runnable is left:
     the caller can delete ``job_dir``.
     """
@@ -324,6 +350,7 @@ def open_package(path: str | Path, job_dir: str | Path, *, limits: Limits = Limi
             _extract(zf, files, job_dir)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
             raise PackageError(f"package {path.name} is corrupt: {exc}") from None
+    place_inputs(job_dir, inputs or {})
     return parse_job_dir(job_dir)
 
 

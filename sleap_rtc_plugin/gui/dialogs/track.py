@@ -41,8 +41,8 @@ class RemoteInferenceDialog(RemoteLearningDialog):
         package = await asyncio.to_thread(
             packaging.write_inference_package, request, self.workdir(), thread_progress(self.panel, "Embedding frames")
         )
-        self.handle = client_api().submit_inference(package, spec, project_dir=Path(request.labels_filename).parent)
-        logger.info("inference job %s submitted (%s)", self.handle.job_id, package.name)
+        self.handle = client_api().submit_inference(package.path, spec, project_dir=Path(request.labels_filename).parent, inputs=package.inputs)
+        logger.info("inference job %s submitted (%s, %d video(s) sent whole)", self.handle.job_id, package.path.name, len(package.inputs))
         try:
             outcome = await follow(self.handle, self.panel)
         finally:
@@ -55,7 +55,7 @@ class RemoteInferenceDialog(RemoteLearningDialog):
     def merge(self, predictions: list[Path], request: packaging.InferenceRequest) -> int:
         """Merge on the GUI thread (the open labels are Qt-owned state); one file per video."""
         count = sum(
-            packaging.merge_predictions(self.main_window.labels, path, request.inference_params, requested=list(request.frames))
+            packaging.merge_predictions(self.main_window.labels, path, request.inference_params, requested=packaging.predicted_videos(path, request))
             for path in predictions
         )
         self.merged_count = count
