@@ -11,12 +11,19 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("SLEAP_SKIP_QT_FIX", "1")
 
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+# Screenshots for the docs: refreshed only when asked (SLEAP_RTC_UPDATE_SCREENSHOTS=1), so a test
+# run never dirties the checkout; otherwise they are still rendered and saved, to a temp folder.
+DOCS_IMAGES = (
+    Path(__file__).resolve().parents[1] / "docs" / "images"
+    if os.environ.get("SLEAP_RTC_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "sleap-rtc-screenshots"
+)
 
 
 def make_project(folder: Path, n_frames: int = 6) -> Path:
