@@ -31,7 +31,7 @@ def apply_event(panel: ConnectionPanel, event: Any) -> None:
     if event.kind == "transfer":
         total = int(data.get("total") or 0)
         done = int(data.get("sent", data.get("done", 0)) or 0)
-        direction = "Receiving results" if data.get("direction") == "download" else "Sending package"
+        direction = "Receiving results" if data.get("direction") == "download" else f"Sending {data.get('name') or 'package'}"
         if total:
             panel.show_transfer(done, total, direction)
     elif event.kind == "status":
