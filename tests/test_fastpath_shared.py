@@ -151,3 +151,18 @@ def test_mapping_and_feature_parsing():
             parse_mappings([bad])
     assert parse_features(software_string({"direct", "shared"})) == {"direct", "shared"}
     assert parse_features("") == set() and parse_features("other-tool +direct") == set()
+
+
+async def test_shared_copy_progress_reaches_the_sender(pair, share, monkeypatch):
+    """The receiver's copy is the transfer here: its progress comes back as file_ack and shows on the sender."""
+    from sleap_rtc_plugin.peer import shared as shared_mod
+
+    monkeypatch.setattr(shared_mod, "PROGRESS_EVERY", 1024 * 1024)
+    paths = mapping(share)
+    client, worker, rx = await pair(paths, paths)
+    src = make_file(share[0] / "big.slp", 5 * 1024 * 1024 + 7)
+    seen = []
+    sent = await client.send_file(src, progress=lambda done, total: seen.append((done, total)))
+    assert sent.via == "shared"
+    assert [d for d, _ in seen if d < src.stat().st_size] and seen[-1] == (src.stat().st_size,) * 2
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -20,11 +20,14 @@ import secrets
 import uuid
 from pathlib import Path, PurePosixPath
 
+from typing import Any, Callable
+
 from . import bulk_io
 from .fastpath import FastPaths
 
 PROBE_PREFIX = ".sleap-rtc-probe-"
 PROBE_MAX = 4096
+PROGRESS_EVERY = 64 * 1024 * 1024
 
 
 class SharedPathError(Exception):
@@ -78,11 +81,12 @@ def check_probe(path: Path, sha256: str) -> None:
         raise SharedPathError(f"probe {path} differs here: the mapping does not point at the same storage")
 
 
-def copy_verified(src: Path, dest: Path, sha256: str, size: int) -> None:
+def copy_verified(src: Path, dest: Path, sha256: str, size: int, on_progress: Callable[[int], Any] | None = None) -> None:
     """Blocking. Copy ``src`` to ``dest``, hashing exactly the bytes written; remove ``dest`` and raise unless it matches.
 
     Read, write and hash run as a :func:`.bulk_io.pipeline` (three threads), so a
     large file costs about one pass of its slowest stage rather than all three.
+    ``on_progress(bytes_written)`` runs on the writer thread every ``PROGRESS_EVERY`` bytes.
     """
     h = hashlib.sha256()
     differs = SharedPathError(f"{src} here is not the offered file (size or sha256 differs)")
@@ -97,9 +101,16 @@ def copy_verified(src: Path, dest: Path, sha256: str, size: int) -> None:
                         raise differs
                     got += n
 
+            written = 0
+
             def write(view: memoryview) -> None:
+                nonlocal written
+                n = len(view)
                 while view:
                     view = view[fout.write(view) :]
+                if on_progress is not None and (written + n) // PROGRESS_EVERY > written // PROGRESS_EVERY:
+                    on_progress(written + n)
+                written += n
 
             bulk_io.pipeline(fill, size, write, h.update)
             if fin.read(1):

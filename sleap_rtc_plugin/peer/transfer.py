@@ -442,10 +442,10 @@ class FileReceiver:
         inc.part.unlink(missing_ok=True)
         inc.state.unlink(missing_ok=True)
 
-    def _adopt_shared(self, src: Path, inc: _Incoming) -> Path:
+    def _adopt_shared(self, src: Path, inc: _Incoming, on_progress: Callable[[int], Any] | None = None) -> Path:
         """Copy a verified file from shared storage into the cache and place it at the target."""
         tmp = self.partial_dir / f"{inc.offer.sha256}.shared"
-        shared.copy_verified(src, tmp, inc.offer.sha256, inc.offer.size)
+        shared.copy_verified(src, tmp, inc.offer.sha256, inc.offer.size, on_progress)
         cached = self.cache.put(tmp, inc.offer.sha256)
         self._discard(inc)
         _materialize(cached, inc.target)
@@ -531,7 +531,7 @@ class Transfers:
             offset = result.resumed_from = reply.offset
             if offset:
                 log.info("send %s: resuming at %d of %d bytes", name, offset, size)
-            if self._both(SHARED) and await self._send_shared(out, tid, path, result):
+            if self._both(SHARED) and await self._send_shared(out, tid, path, result, progress):
                 result.seconds = time.monotonic() - started
                 if progress:
                     progress(size, size)
@@ -641,7 +641,7 @@ class Transfers:
             raise
         return pump.result()
 
-    async def _send_shared(self, out: "_Outgoing", tid: str, path: Path, result: SentFile) -> bool:
+    async def _send_shared(self, out: "_Outgoing", tid: str, path: Path, result: SentFile, progress: Progress | None = None) -> bool:
         """Offer the file as a path on shared storage; False (fall back to bytes) unless the receiver took it."""
         mapped = shared.map_path(self.link.fastpaths, self.link.role, path)
         if mapped is None:
@@ -656,7 +656,7 @@ class Transfers:
         try:
             remote_probe = f"{remote_root.rstrip('/')}/{probe_name}"
             self.link._send(FileViaPath(transfer_id=tid, path=remote_path, probe_path=remote_probe, probe_sha256=probe_sha))
-            reply = await self._reply(out, (FileDone, PathFailed))
+            reply = await self._reply_with_progress(out, (FileDone, PathFailed), result.size, progress)
         finally:
             await asyncio.to_thread(probe.unlink, True)
         if isinstance(reply, PathFailed):
@@ -665,6 +665,21 @@ class Transfers:
             return False
         result.via = VIA_SHARED
         return True
+
+    async def _reply_with_progress(self, out: "_Outgoing", want: tuple[type, ...], size: int, progress: Progress | None):
+        """:meth:`_reply`, reporting the receiver's ``file_ack`` offsets meanwhile (a copy made on its side)."""
+        reply = asyncio.ensure_future(self._reply(out, want))
+        try:
+            while not reply.done():
+                acked = asyncio.ensure_future(out.ack_event.wait())
+                await asyncio.wait({reply, acked}, return_when=asyncio.FIRST_COMPLETED)
+                acked.cancel()
+                out.ack_event.clear()
+                if progress and out.acked and not reply.done():
+                    progress(min(out.acked, size), size)
+        finally:
+            reply.cancel()
+        return reply.result()
 
     async def _reply(self, out: "_Outgoing", want: tuple[type, ...]):
         while True:
@@ -858,6 +873,12 @@ class Transfers:
             else:
                 pump.add_done_callback(lambda _: stream.close())
 
+    def _ack(self, tid: str, offset: int) -> None:
+        try:
+            self.link._send(FileAck(transfer_id=tid, offset=offset))
+        except LinkClosedError:
+            pass
+
     def _path_failed(self, tid: str, path: str, reason: str, offset: int) -> None:
         try:
             self.link._send(PathFailed(transfer_id=tid, path=path, reason=reason[:500], offset=offset))
@@ -878,7 +899,12 @@ class Transfers:
             probe = shared.allowed(options, role, msg.probe_path)
             await asyncio.to_thread(shared.check_probe, probe, msg.probe_sha256)
             started = time.monotonic()
-            await asyncio.to_thread(self.receiver._adopt_shared, src, inc)
+            loop = asyncio.get_running_loop()
+
+            def copied(offset: int) -> None:  # the copy's progress, as file_ack, so the sender can show it
+                loop.call_soon_threadsafe(self._ack, tid, offset)
+
+            await asyncio.to_thread(self.receiver._adopt_shared, src, inc, copied)
         except (shared.SharedPathError, OSError) as exc:
             why = str(exc) if isinstance(exc, shared.SharedPathError) else f"copy failed: {exc.strerror or exc}"
             log.warning("receive %s: shared path refused: %s", inc.offer.name, why)
