@@ -47,8 +47,8 @@ import re
 import shutil
 import ssl
 import struct
-import time
 import threading
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,7 +67,7 @@ from ..protocol.transfer import (
     FileViaPath,
     PathFailed,
 )
-from . import direct, bulk_io, shared
+from . import bulk_io, direct, shared
 from .cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_MAX_BYTES
 from .cache import ContentCache
 from .errors import LinkClosedError, TransferError
