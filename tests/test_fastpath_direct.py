@@ -267,3 +267,32 @@ async def test_link_lost_mid_stream_stops_the_stream_threads_and_resumes(pair, t
     got = await worker.receive_file(timeout=30)
     assert sent.via == "direct" and 2 * 1024 * 1024 <= sent.resumed_from < 40 * 1024 * 1024
     assert sha(got.path) == sha(src) and got.resumed_from == sent.resumed_from
+
+
+async def test_stalled_stream_times_out_and_the_data_channel_finishes(pair, tmp_path, monkeypatch):
+    """A sender that stops sending without closing (frozen, or a dead NAT mapping) costs the receiver STALL_TIMEOUT, not forever."""
+    import time
+
+    from sleap_rtc_plugin.peer import bulk_io
+
+    monkeypatch.setattr(direct_mod, "STALL_TIMEOUT", 1.0)
+    client, worker, rx = await pair()
+    real_send = bulk_io.send_region
+
+    def stall_halfway(stream, fh, pos, size, read, on_block, ack_timeout):
+        half = pos + (size - pos) // 2
+        real_read = read
+
+        def read_then_stall(fh, n):
+            if fh.tell() >= half:
+                time.sleep(3)  # past the receiver's 1 s stall timeout
+            return real_read(fh, n)
+
+        return real_send(stream, fh, pos, size, read_then_stall, on_block, ack_timeout)
+
+    monkeypatch.setattr(bulk_io, "send_region", stall_halfway)
+    src = make_file(tmp_path / "pkg.slp", 4 * 1024 * 1024)
+    sent = await client.send_file(src)
+    got = await worker.receive_file(timeout=30)
+    assert sent.via == "direct+datachannel" and "timed out" in sent.fallback
+    assert sha(got.path) == sha(src)
