@@ -9,17 +9,26 @@ from pathlib import Path
 from sleap_rtc_plugin.peer import PeerLink, accept, connect
 
 
-async def open_pair(*, timeout: float = 30.0, **link_kwargs) -> tuple[PeerLink, PeerLink]:
-    """A connected (client, worker) pair; signaling is a direct function call."""
+async def open_pair(*, timeout: float = 30.0, client_paths=None, worker_paths=None, before_auth=None, secret: bytes | None = None,
+                    **link_kwargs) -> tuple[PeerLink, PeerLink]:
+    """A connected (client, worker) pair; signaling is a direct function call.
+
+    ``client_paths``/``worker_paths``: each side's :class:`FastPaths`. With ``secret`` both
+    sides authenticate with it (``before_auth(client, worker)`` runs first) and must agree on PSK.
+    """
     worker_task: asyncio.Future | None = None
 
     async def send_offer(offer: dict) -> dict:
         nonlocal worker_task
-        answer, worker_task = await accept(offer, timeout=timeout, role="worker", peer_id="w1", allow_loopback=True)
+        answer, worker_task = await accept(offer, timeout=timeout, role="worker", peer_id="w1", allow_loopback=True, fastpaths=worker_paths)
         return answer
 
-    client = await connect(send_offer, timeout=timeout, role="client", peer_id="c1", allow_loopback=True)
+    client = await connect(send_offer, timeout=timeout, role="client", peer_id="c1", allow_loopback=True, fastpaths=client_paths)
     worker = await worker_task
+    if before_auth is not None:
+        before_auth(client, worker)
+    if secret is not None:
+        assert await auth_pair(client, worker, secret, secret) == ["psk", "psk"]
     for link in (client, worker):
         for k, v in link_kwargs.items():
             setattr(link, k, v)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from fixtures_peer import make_file
-from sleap_rtc_plugin.peer import FastPaths, accept, connect
+from fixtures_peer import auth_pair, make_file, open_pair
+from sleap_rtc_plugin.peer import FastPaths
 from sleap_rtc_plugin.peer.cache import ContentCache
 from sleap_rtc_plugin.peer.transfer import sha256_file
 
@@ -63,16 +63,9 @@ def test_no_cap_never_evicts(tmp_path):
 
 @pytest.mark.parametrize("paths", [FastPaths(direct=False), FastPaths(direct=True)], ids=["datachannel", "direct"])
 async def test_capped_cache_over_real_link(tmp_path, paths):
-    holder = {}
-
-    async def send_offer(offer):
-        answer, holder["task"] = await accept(offer, role="worker", peer_id="w1", allow_loopback=True, fastpaths=paths)
-        return answer
-
-    client = await connect(send_offer, role="client", peer_id="c1", allow_loopback=True, fastpaths=paths)
-    worker = await holder["task"]
+    client, worker = await open_pair(client_paths=paths, worker_paths=paths)
     try:
-        await asyncio.gather(client.authenticate(b"k"), worker.authenticate(b"k"))
+        assert await auth_pair(client, worker, b"k", b"k") == ["psk", "psk"]
         rx = worker.accept_files(tmp_path / "rx", cache_max_bytes=250_000)
         files = [make_file(tmp_path / f"v{i}.mp4", 100_000 + i) for i in range(3)]
         for f in files:

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from fixtures_peer import fill_disk_after, make_file
-from sleap_rtc_plugin.peer import FastPaths, TransferError, accept, connect
+from fixtures_peer import fill_disk_after, make_file, open_pair
+from sleap_rtc_plugin.peer import FastPaths, TransferError
 from sleap_rtc_plugin.peer import direct as direct_mod
 from sleap_rtc_plugin.peer import transfer as transfer_mod
 
@@ -19,17 +19,8 @@ OFF = FastPaths(direct=False)
 
 
 async def fast_pair(tmp_path, client_paths=ON, worker_paths=ON):
-    holder = {}
-
-    async def send_offer(offer):
-        answer, holder["task"] = await accept(offer, role="worker", peer_id="w1", allow_loopback=True, fastpaths=worker_paths)
-        return answer
-
-    client = await connect(send_offer, role="client", peer_id="c1", allow_loopback=True, fastpaths=client_paths)
-    worker = await holder["task"]
-    assert await asyncio.gather(client.authenticate(b"k"), worker.authenticate(b"k")) == ["psk", "psk"]
-    rx = worker.accept_files(tmp_path / "rx")
-    return client, worker, rx
+    client, worker = await open_pair(client_paths=client_paths, worker_paths=worker_paths, secret=b"k")
+    return client, worker, worker.accept_files(tmp_path / "rx")
 
 
 @pytest.fixture

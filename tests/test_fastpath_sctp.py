@@ -12,8 +12,8 @@ import aiortc
 import pytest
 from aiortc import rtcsctptransport
 
-from fixtures_peer import flip_byte_in_frame, make_file
-from sleap_rtc_plugin.peer import FastPaths, TransferError, accept, connect
+from fixtures_peer import flip_byte_in_frame, make_file, open_pair
+from sleap_rtc_plugin.peer import FastPaths, TransferError
 from sleap_rtc_plugin.peer import sctp_tuning
 from sleap_rtc_plugin.peer import transfer as transfer_mod
 
@@ -43,18 +43,7 @@ def watch_packets(link) -> list[int]:
 
 
 async def open_links(client_paths, worker_paths, *, before_auth=None):
-    holder = {}
-
-    async def send_offer(offer):
-        answer, holder["task"] = await accept(offer, role="worker", peer_id="w1", allow_loopback=True, fastpaths=worker_paths)
-        return answer
-
-    client = await connect(send_offer, role="client", peer_id="c1", allow_loopback=True, fastpaths=client_paths)
-    worker = await holder["task"]
-    if before_auth is not None:
-        before_auth(client, worker)
-    assert await asyncio.gather(client.authenticate(b"k"), worker.authenticate(b"k")) == ["psk", "psk"]
-    return client, worker
+    return await open_pair(client_paths=client_paths, worker_paths=worker_paths, before_auth=before_auth, secret=b"k")
 
 
 @pytest.fixture

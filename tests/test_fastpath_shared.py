@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
 
-from fixtures_peer import make_file
-from sleap_rtc_plugin.peer import FastPaths, TransferError, accept, connect
+from fixtures_peer import make_file, open_pair
+from sleap_rtc_plugin.peer import FastPaths, TransferError
 from sleap_rtc_plugin.peer.fastpath import parse_features, parse_mappings, software_string
 from sleap_rtc_plugin.peer.transfer import sha256_file
 
@@ -26,17 +25,8 @@ def share(tmp_path):
 
 
 async def linked(tmp_path, client_paths: FastPaths, worker_paths: FastPaths):
-    holder = {}
-
-    async def send_offer(offer):
-        answer, holder["task"] = await accept(offer, role="worker", peer_id="w1", allow_loopback=True, fastpaths=worker_paths)
-        return answer
-
-    client = await connect(send_offer, role="client", peer_id="c1", allow_loopback=True, fastpaths=client_paths)
-    worker = await holder["task"]
-    await asyncio.gather(client.authenticate(b"k"), worker.authenticate(b"k"))
-    rx = worker.accept_files(tmp_path / "rx")
-    return client, worker, rx
+    client, worker = await open_pair(client_paths=client_paths, worker_paths=worker_paths, secret=b"k")
+    return client, worker, worker.accept_files(tmp_path / "rx")
 
 
 @pytest.fixture
