@@ -110,7 +110,7 @@ def test_session_string_round_trip_and_errors():
 
 @pytest.mark.parametrize(
     "inputs, needle",
-    [({"../clip.mp4": "a" * 64}, "plain file name"), ({"a/b.mp4": "a" * 64}, "plain file name"), ({"": "a" * 64}, "plain file name"),
+    [({"../clip.mp4": "a" * 64}, "plain file name"), ({"a/b.mp4": "a" * 64}, "plain file name"), ({"": "a" * 64}, "plain file name"), ({"C:clip.mp4": "a" * 64}, "plain file name"),
      ({"clip.mp4": "not-a-digest"}, "sha256"), ({f"v{i}.mp4": "a" * 64 for i in range(65)}, "at most 64")],
 )
 def test_job_submit_inputs_are_checked_on_decode(inputs, needle):

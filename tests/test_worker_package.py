@@ -208,7 +208,7 @@ def test_inputs_placed_beside_the_package_and_named_as_data(tmp_path):
         open_package(pkg, tmp_path / "job2")  # named as data but not sent
 
 
-@pytest.mark.parametrize("name", ["../x.mp4", "a/b.mp4", "", "..", "a\\b.mp4"])
+@pytest.mark.parametrize("name", ["../x.mp4", "a/b.mp4", "", "..", "a\\b.mp4", "C:x.mp4", "a\x00b"])
 def test_input_names_must_be_plain(tmp_path, name):
     from sleap_rtc_plugin.worker.package import place_inputs
 

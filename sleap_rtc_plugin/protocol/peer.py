@@ -14,6 +14,12 @@ from .base import Message, ProtocolError, Registry
 MAX_INPUTS = 64
 INPUTS_DIR = "inputs"  # where a job's inputs land in the unpacked package, and their transfer names' folder
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+def plain_file_name(name: str) -> bool:
+    """One path component no filesystem reads as a folder, a parent or a drive: what a job input may be called."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\x00") and not _DRIVE.match(name)
 
 PEER = Registry("peer")
 
@@ -83,7 +89,7 @@ class JobSubmit(Message):
         if len(self.inputs) > MAX_INPUTS:
             raise ProtocolError("bad_value", f"job_submit.inputs has {len(self.inputs)} entries; at most {MAX_INPUTS}")
         for name, sha in self.inputs.items():
-            if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+            if not plain_file_name(name):
                 raise ProtocolError("bad_value", f"job_submit.inputs name {name[:80]!r} must be a plain file name")
             if not _SHA256.fullmatch(sha):
                 raise ProtocolError("bad_value", f"job_submit.inputs[{name[:80]!r}] must be a sha256 hex digest")

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from ..protocol.peer import INPUTS_DIR
+from ..protocol.peer import INPUTS_DIR, plain_file_name
 
 
 class PackageError(ValueError):
@@ -303,9 +303,9 @@ def parse_job_dir(root: Path) -> JobSpec:
 
 def check_input_name(name: Any) -> str:
     """An input travels beside the package (a video, say) and lands at ``inputs/<name>``: one plain file name."""
-    if not isinstance(name, str) or PurePosixPath(name).name != name or name in ("", ".", "..") or "\\" in name:
+    if not isinstance(name, str) or not plain_file_name(name):
         raise PackageError(f"input name {name!r} must be a plain file name")
-    return str(check_entry_name(name))
+    return name
 
 
 def place_inputs(job_dir: Path, inputs: dict[str, Path]) -> None:
