@@ -480,6 +480,15 @@ class _Outgoing:
             self.ack_event.clear()
             await self.ack_event.wait()
 
+    async def ack_or(self, fut: asyncio.Future) -> None:
+        """Wait until ``fut`` is done or a ``file_ack`` or failure arrives (whichever is first)."""
+        woken = asyncio.ensure_future(self.ack_event.wait())
+        try:
+            await asyncio.wait({fut, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        self.ack_event.clear()
+
     async def next(self):
         item = await self.replies.get()
         if isinstance(item, BaseException):
@@ -628,14 +637,11 @@ class Transfers:
         """Await the send thread; a receiver refusal or our cancellation aborts the stream under it."""
         try:
             while not pump.done():
-                refused = asyncio.ensure_future(out.ack_event.wait())
-                await asyncio.wait({pump, refused}, return_when=asyncio.FIRST_COMPLETED)
-                refused.cancel()
+                await out.ack_or(pump)
                 if out.error is not None:
                     stream.abort()
                     await asyncio.gather(pump, return_exceptions=True)
                     raise out.error
-                out.ack_event.clear()
         except asyncio.CancelledError:
             stream.abort()
             raise
@@ -671,10 +677,7 @@ class Transfers:
         reply = asyncio.ensure_future(self._reply(out, want))
         try:
             while not reply.done():
-                acked = asyncio.ensure_future(out.ack_event.wait())
-                await asyncio.wait({reply, acked}, return_when=asyncio.FIRST_COMPLETED)
-                acked.cancel()
-                out.ack_event.clear()
+                await out.ack_or(reply)
                 if progress and out.acked and not reply.done():
                     progress(min(out.acked, size), size)
         finally:
