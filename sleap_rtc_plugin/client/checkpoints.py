@@ -10,7 +10,6 @@ pointer no longer names it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,8 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..peer.transfer import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,6 @@ class CheckpointInfo:
         data = asdict(self)
         data["path"] = self.path.name
         return data
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -84,7 +77,7 @@ class CheckpointStore:
                 shutil.copyfile(src, staging)
             with open(staging, "rb+") as f:
                 os.fsync(f.fileno())
-            actual = sha256_of(staging)
+            actual = sha256_file(staging)
             if actual != sha256:
                 raise CheckpointError(f"checkpoint {src.name} does not match its announced hash (got {actual[:12]}…, expected {sha256[:12]}…)")
             safe_model = "".join(c if c.isalnum() or c in "-_" else "_" for c in model)[:64] or "model"
@@ -121,7 +114,7 @@ class CheckpointStore:
             return None
         if not info.path.is_file():
             return None
-        if verify and sha256_of(info.path) != info.sha256:
+        if verify and sha256_file(info.path) != info.sha256:
             log.warning("checkpoint %s is corrupt (hash mismatch); ignoring it", info.path)
             return None
         return info

@@ -186,7 +186,8 @@ def resolve_inside(root: Path, name: str) -> Path:
 # -- blocking helpers (run in threads) ------------------------------------------
 
 
-def sha256_file(path: Path, limit: int | None = None) -> str:
+def sha256_prefix(path: Path, limit: int | None = None) -> "hashlib._Hash":
+    """The running SHA-256 of ``path``'s first ``limit`` bytes (the whole file by default), to go on updating."""
     h = hashlib.sha256()
     remaining = limit
     with open(path, "rb") as fh:
@@ -197,7 +198,11 @@ def sha256_file(path: Path, limit: int | None = None) -> str:
             h.update(block)
             if remaining is not None:
                 remaining -= len(block)
-    return h.hexdigest()
+    return h
+
+
+def sha256_file(path: Path, limit: int | None = None) -> str:
+    return sha256_prefix(path, limit).hexdigest()
 
 
 _hash_memo: dict[tuple, str] = {}
@@ -400,17 +405,7 @@ class FileReceiver:
         fh = open(part, "r+b" if offset and part.exists() else "wb")
         fh.truncate(offset)
         fh.seek(offset)
-        hasher = hashlib.sha256()
-        if offset:
-            fh.seek(0)
-            left = offset
-            while left > 0:
-                block = fh.read(min(HASH_BLOCK, left))
-                if not block:
-                    break
-                hasher.update(block)
-                left -= len(block)
-            fh.seek(offset)
+        hasher = sha256_prefix(part, offset) if offset else hashlib.sha256()
         _write_state(state, {"sha256": offer.sha256, "size": offer.size, "name": offer.name, "offset": offset})
         return _Incoming(offer, target, part, state, fh, offset, offset, offset, hasher)
 

@@ -16,7 +16,6 @@ Methods block on disk; the async wrappers run them in a thread.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,8 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from ..peer.transfer import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +61,6 @@ class OutboxEntry:
         if name not in {f.name for f in self.files}:
             raise KeyError(f"job {self.job_id} has no result file {name!r}")
         return self.path / name
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def zip_dir_deterministic(src: Path, dest: Path, arc_root: str | None = None) -> Path:
