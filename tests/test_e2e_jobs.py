@@ -202,3 +202,19 @@ async def test_predict_on_a_whole_video_sends_it_once(cpu_worker, project, train
         assert Path(predicted.videos[0].filename).name == "clip.mp4"
     assert vias[0] != ["cache"] and vias[1] == ["cache"]
     assert packaging.predicted_videos(outcome.prediction_files[0], request) == [0]
+
+
+async def test_submit_announcing_another_package_is_refused_at_once(cpu_worker, project, training_package, monkeypatch):  # noqa: F811
+    """The worker answers a job_submit whose package hash matches no file it received without waiting for more files."""
+    import time
+
+    from sleap_rtc_plugin.client import api
+
+    real = api.JobSubmit
+    monkeypatch.setattr(api, "JobSubmit", lambda **kw: real(**{**kw, "package_sha256": "0" * 64}))
+    handle = submit_training(training_package, spec_for(cpu_worker), project_dir=project)
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as info:
+        await handle.result()
+    assert info.value.code == "package_mismatch"
+    assert time.monotonic() - started < 9  # the worker's wait for a missing file is 10 s: it did not wait

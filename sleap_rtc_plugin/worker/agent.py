@@ -600,6 +600,8 @@ class Worker:
                     break
                 await link.send(PeerError(code="no_package", message="the package did not arrive before job_submit; send it first", job_id=msg.job_id))
                 return
+            if received.sha256 not in wanted:
+                break  # not what the submit announces: answer now rather than wait for more files
             by_sha[received.sha256] = Path(received.path)
         if msg.package_sha256 not in by_sha:
             await link.send(PeerError(code="package_mismatch", message="the received package does not match the announced hash; submit again", job_id=msg.job_id))
