@@ -136,6 +136,16 @@ async def admin_request(url: str, token: str, action: str, args: dict[str, Any] 
     return reply.result
 
 
+async def _first_set(*events: asyncio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 class CoordinatorClient:
     """One peer's registered connection to the coordinator."""
 
@@ -225,13 +235,7 @@ class CoordinatorClient:
             while not self._connected.is_set():
                 if self._finished.is_set():
                     raise self._failure or CoordinatorError("closed", "the client was closed")
-                connected = asyncio.ensure_future(self._connected.wait())
-                finished = asyncio.ensure_future(self._finished.wait())
-                try:
-                    await asyncio.wait({connected, finished}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    connected.cancel()
-                    finished.cancel()
+                await _first_set(self._connected, self._finished)
 
     # --- requests -------------------------------------------------------------------
 
@@ -295,13 +299,7 @@ class CoordinatorClient:
         """Sleep until a relay or push arrives; raise once the client has finished."""
         if self._finished.is_set():
             raise self._failure or CoordinatorError("closed", "the client was closed")
-        finished = asyncio.ensure_future(self._finished.wait())
-        waiter = asyncio.ensure_future(self._inbox_changed.wait())
-        try:
-            await asyncio.wait({waiter, finished}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            finished.cancel()
+        await _first_set(self._inbox_changed, self._finished)
 
     def add_relay_handler(self, callback: RelayHandler) -> None:
         """Call ``callback(relay)`` (sync or async) for every relay delivered to this peer.
