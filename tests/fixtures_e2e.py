@@ -8,6 +8,7 @@ Import the fixtures by name, as the other fixture modules are.
 from __future__ import annotations
 
 import functools
+import secrets
 from pathlib import Path
 
 import pytest
@@ -15,22 +16,35 @@ import pytest
 from fixtures_coordinator import coordinator, room  # noqa: F401
 from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
 from sleap_rtc_plugin.client.api import ConnectionSpec
+from sleap_rtc_plugin.peer.secrets import env_var_name
+from sleap_rtc_plugin.protocol.session_string import SessionString
 from sleap_rtc_plugin.worker.agent import Worker, WorkerOptions
 from sleap_rtc_plugin.worker.gpu import capabilities
 
 
 @pytest.fixture
-async def make_worker(coordinator, room, tmp_path):  # noqa: F811
-    """Factory: ``await make_worker(name, gpus=fake_nvml or None, secret=None, labels={})``."""
+async def make_worker(coordinator, room, tmp_path, monkeypatch):  # noqa: F811
+    """Factory: ``await make_worker(name, gpus=fake_nvml or None, secret=None, labels={}, insecure=False)``.
+
+    Secure by default, as a lab sets it up: without ``secret`` the worker uses the room's
+    secret, which this fixture puts where every client in the process finds it (the
+    ``SLEAP_RTC_ROOM_SECRET_<ROOM>`` variable) and which its session string carries.
+    ``insecure=True``: no secret at all (legacy mode), for tests about that mode.
+    """
     workers: list[Worker] = []
     room_id, token = room
+    room_secret = "room-secret-" + secrets.token_hex(8)
+    monkeypatch.setenv(env_var_name(room_id), room_secret)
 
-    async def start(name: str = "w", *, gpus=None, secret: str | None = None, labels: dict | None = None, probe=None, **options) -> Worker:
+    async def start(name: str = "w", *, gpus=None, secret: str | None = None, labels: dict | None = None, probe=None, data_dir=None,
+                    insecure: bool = False, **options) -> Worker:
         probe = probe or (functools.partial(capabilities, nvml=gpus) if gpus is not None else capabilities)
+        if insecure:
+            monkeypatch.delenv(env_var_name(room_id), raising=False)
         worker = Worker(
             WorkerOptions(
-                server_url=coordinator.url, room_id=room_id, token=token, room_secret=secret, name=name,
-                labels=labels or {}, data_dir=tmp_path / f"worker-{name}", status_port=0, ice_loopback=True,
+                server_url=coordinator.url, room_id=room_id, token=token, room_secret=secret, name=name, insecure_no_secret=insecure,
+                labels=labels or {}, data_dir=data_dir or tmp_path / f"worker-{name}", status_port=0, ice_loopback=True,
                 cancel_grace=5.0, **options,
             ),
             probe=probe,
@@ -56,8 +70,12 @@ def project(tmp_path) -> Path:
     return path
 
 
-def spec_for(worker: Worker, **kw) -> ConnectionSpec:
-    return ConnectionSpec(session_string=worker.session_string(), ice_loopback=True, **kw)
+def spec_for(worker: Worker, *, with_secret: bool = True, **kw) -> ConnectionSpec:
+    """A client spec from the worker's session string (``with_secret=False``: the string minus the room secret)."""
+    session = worker.session_string()
+    if not with_secret:
+        session = SessionString.decode(session).without_secret().encode()
+    return ConnectionSpec(session_string=session, ice_loopback=True, **kw)
 
 
 class WorkerProcess:
@@ -75,11 +93,15 @@ class WorkerProcess:
         )
         self.output: list[str] = []
         self.session_string = self.status_url = self.server_url = self.room_id = None
+        self.session_file: Path | None = None
         for line in self.proc.stdout:
             self.output.append(line)
             text = line.strip()
-            if "--session-string" in text:
+            if "--session-string" in text and "sleap-session:" in text:
                 self.session_string = text.split("--session-string", 1)[1].split()[0]
+            elif text.startswith("session file:"):
+                self.session_file = Path(text.split(":", 1)[1].strip())
+                self.session_string = self.session_file.read_text().strip()
             elif text.startswith("status:"):
                 self.status_url = text.split()[1]
             elif text.startswith("coordinator:"):

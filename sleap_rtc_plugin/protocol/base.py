@@ -145,7 +145,7 @@ def build(cls: type[M], data: dict[str, Any], *, where: str) -> M:
 def _hints(cls: type) -> dict[str, Any]:
     """Resolved annotations of a message class; cached because resolving string
     annotations dominates decode time for large frames (e.g. a peer list)."""
-    return get_type_hints(cls)
+    return get_type_hints(cls, include_extras=True)
 
 
 _NoneType = type(None)
@@ -154,6 +154,13 @@ _NoneType = type(None)
 def _check(value: Any, hint: Any, where: str) -> Any:
     origin = get_origin(hint)
     if hint is Any:
+        return value
+    if origin is typing.Annotated:
+        base, *checks = get_args(hint)
+        value = _check(value, base, where)
+        for check in checks:
+            if callable(check):
+                check(value, where)
         return value
     if origin in (Union, types.UnionType):
         errors = []

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .base import Message, Registry, require
+from .metadata import check_metadata
+from .names import PeerId, RoomId
 
 COORDINATOR = Registry("coordinator")
 
@@ -31,18 +33,24 @@ def _short(value: str, name: str, limit: int = MAX_ID) -> None:
 @COORDINATOR.register
 @dataclass
 class CreateRoom(Message):
-    """Ask for a new room. The reply carries the token once; only its hash is stored."""
+    """Ask for a new room. The reply carries the token once; only its hash is stored.
+    ``admin_token`` is needed where the coordinator sets ``server.room_creation = admin``."""
 
     TYPE = "create_room"
     ttl_hours: float = 24.0 * 30
     ref: str | None = None
+    admin_token: str | None = None
+
+    def validate(self) -> None:
+        if self.admin_token is not None:
+            _short(self.admin_token, "admin_token", 512)
 
 
 @COORDINATOR.register
 @dataclass
 class RoomCreated(Message):
     TYPE = "room_created"
-    room_id: str
+    room_id: RoomId
     token: str
     expires_at: float
     ref: str | None = None
@@ -57,10 +65,10 @@ class Register(Message):
     """Join a room. ``peer_id`` is a request: the coordinator may refuse one in use."""
 
     TYPE = "register"
-    room_id: str
+    room_id: RoomId
     token: str
     role: Role
-    peer_id: str | None = None
+    peer_id: PeerId | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     status: PeerStatus = "available"
     ref: str | None = None
@@ -70,14 +78,15 @@ class Register(Message):
         _short(self.token, "token", 512)
         if self.peer_id is not None:
             _short(self.peer_id, "peer_id")
+        check_metadata(self.metadata, "register.metadata")
 
 
 @COORDINATOR.register
 @dataclass
 class Registered(Message):
     TYPE = "registered"
-    peer_id: str
-    room_id: str
+    peer_id: PeerId
+    room_id: RoomId
     heartbeat_interval: float
     ref: str | None = None
 
@@ -91,6 +100,10 @@ class UpdatePeer(Message):
     status: PeerStatus | None = None
     metadata: dict[str, Any] | None = None
     ref: str | None = None
+
+    def validate(self) -> None:
+        if self.metadata is not None:
+            check_metadata(self.metadata, "update_peer.metadata")
 
 
 @COORDINATOR.register
@@ -110,7 +123,7 @@ class Discover(Message):
 
 @dataclass
 class PeerInfo:
-    peer_id: str
+    peer_id: PeerId
     role: Role
     status: PeerStatus
     metadata: dict[str, Any]
@@ -140,7 +153,7 @@ class Relay(Message):
     """
 
     TYPE = "relay"
-    target: str
+    target: PeerId
     kind: Literal["offer", "answer", "reject", "bye"]
     payload: dict[str, Any]
     source: str | None = None

@@ -10,16 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .base import Message, ProtocolError, Registry
+from .names import FileName, JobId, OwnerSecret, PeerId, Sha256, is_plain_file_name
 
 MAX_INPUTS = 64
 INPUTS_DIR = "inputs"  # where a job's inputs land in the unpacked package, and their transfer names' folder
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_DRIVE = re.compile(r"[A-Za-z]:")
 
-
-def plain_file_name(name: str) -> bool:
-    """One path component no filesystem reads as a folder, a parent or a drive: what a job input may be called."""
-    return name not in ("", ".", "..") and not any(c in name for c in "/\\\x00") and not _DRIVE.match(name)
+#: Kept for callers; the one definition lives in :mod:`.names`.
+plain_file_name = is_plain_file_name
 
 PEER = Registry("peer")
 
@@ -37,7 +35,7 @@ class Hello(Message):
 
     TYPE = "hello"
     role: Literal["worker", "client"]
-    peer_id: str
+    peer_id: PeerId
     auth_required: bool = False
     software: str = ""
 
@@ -75,15 +73,19 @@ class JobSubmit(Message):
     ``inputs``: plain file name -> sha256 of files transferred beside the package (a video
     to predict on); the worker places them at ``inputs/<name>`` in the unpacked package.
     Sent on their own, they are content-addressed: the same video never travels twice.
+
+    ``owner``: the job's owner credential, made by the client at submit; the worker keeps
+    only its sha256 and asks for it again on ``attach``, ``control`` and ``result_ack``.
     """
 
     TYPE = "job_submit"
-    job_id: str
+    job_id: JobId
     kind: JobKind
-    package_sha256: str
-    package_name: str
+    package_sha256: Sha256
+    package_name: FileName
     options: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
+    owner: OwnerSecret = ""
 
     def validate(self) -> None:
         if len(self.inputs) > MAX_INPUTS:
@@ -99,7 +101,7 @@ class JobSubmit(Message):
 @dataclass
 class JobStatus(Message):
     TYPE = "job_status"
-    job_id: str
+    job_id: JobId
     state: JobState
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
@@ -111,7 +113,7 @@ class Progress(Message):
     """One training/inference progress event, as SLEAP's ZMQ messages carry them."""
 
     TYPE = "progress"
-    job_id: str
+    job_id: JobId
     event: dict[str, Any]
 
 
@@ -119,15 +121,15 @@ class Progress(Message):
 @dataclass
 class Log(Message):
     TYPE = "log"
-    job_id: str
+    job_id: JobId
     line: str
 
 
 @dataclass
 class ResultFile:
-    name: str
+    name: FileName
     size: int
-    sha256: str
+    sha256: Sha256
     role: str = "model"
 
 
@@ -137,7 +139,7 @@ class JobResult(Message):
     """Files the worker holds in its outbox for this job, ready to be pulled."""
 
     TYPE = "job_result"
-    job_id: str
+    job_id: JobId
     files: list[ResultFile]
 
 
@@ -147,7 +149,8 @@ class ResultAck(Message):
     """The client has every result file verified: the worker may drop its outbox copy."""
 
     TYPE = "result_ack"
-    job_id: str
+    job_id: JobId
+    owner: OwnerSecret = ""
 
 
 @PEER.register
@@ -156,24 +159,27 @@ class ResultReleased(Message):
     """The worker dropped its outbox copy after a ``result_ack``; the client may hang up."""
 
     TYPE = "result_released"
-    job_id: str
+    job_id: JobId
 
 
 @PEER.register
 @dataclass
 class Control(Message):
     TYPE = "control"
-    job_id: str
+    job_id: JobId
     command: Literal["stop", "cancel"]
+    owner: OwnerSecret = ""
 
 
 @PEER.register
 @dataclass
 class Attach(Message):
-    """Reconnect to a job this client submitted earlier (results, progress)."""
+    """Reconnect to a job this client submitted earlier (results, progress); ``owner``
+    is the credential the job was submitted with."""
 
     TYPE = "attach"
-    job_id: str
+    job_id: JobId
+    owner: OwnerSecret = ""
 
 
 @PEER.register
@@ -182,7 +188,7 @@ class PeerError(Message):
     TYPE = "peer_error"
     code: str
     message: str
-    job_id: str | None = None
+    job_id: JobId | None = None
 
 
 @PEER.register

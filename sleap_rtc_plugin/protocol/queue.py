@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .base import Message, require
+from .names import JobId, OwnerSecret, PeerId, Sha256
 from .coordinator import COORDINATOR, MAX_ID
 
 #: States of a queued job, in the order a healthy job passes through them.
-QueueState = Literal["queued", "dispatched", "running", "succeeded", "failed", "cancelled"]
+#: ``results_ready``: a training job finished on its worker and its results wait in the
+#: worker's outbox; it becomes ``succeeded`` once the client reports ``results_received``.
+QueueState = Literal["queued", "dispatched", "running", "results_ready", "succeeded", "failed", "cancelled"]
+#: What a client may report about the attempt it follows (``client_report``).
+ClientOutcome = Literal["auth_failed", "results_received"]
 #: What a worker may report about an attempt.
 ReportState = Literal["accepted", "running", "progress", "checkpoint", "succeeded", "failed", "rejected"]
 #: ``infra``: the worker/network broke (retried on another worker); ``job``: the job's own
@@ -23,6 +28,7 @@ ReportState = Literal["accepted", "running", "progress", "checkpoint", "succeede
 FailureKind = Literal["infra", "job"]
 AdminAction = Literal[
     "workers", "jobs", "drain", "undrain", "labels", "token_create", "token_rotate", "token_revoke", "audit", "cancel",
+    "room_policy",
 ]
 
 MAX_PRIORITY = 1_000_000
@@ -40,7 +46,7 @@ class Requirements:
     min_gpu_memory_mb: int = 0
     gpu_count: int = 0
     labels: dict[str, str] = field(default_factory=dict)
-    worker_id: str | None = None
+    worker_id: PeerId | None = None
 
 
 @COORDINATOR.register
@@ -50,16 +56,19 @@ class QueueSubmit(Message):
 
     ``job_id`` is chosen by the client (so a retry of the request is idempotent);
     ``max_retries`` bounds infrastructure retries; ``retry_job_errors`` also retries
-    attempts that failed by the job's own error.
+    attempts that failed by the job's own error. ``owner_hash`` is the SHA-256 (hex) of a
+    secret only the submitting client keeps: the coordinator stores the hash and asks for
+    the secret before anyone else may watch (take over) or cancel the job.
     """
 
     TYPE = "queue_submit"
     spec: dict[str, Any]
-    job_id: str
+    job_id: JobId
     requirements: Requirements = field(default_factory=Requirements)
     priority: int = 0
     max_retries: int = 3
     retry_job_errors: bool = False
+    owner_hash: Sha256 | None = None
     ref: str | None = None
 
     def validate(self) -> None:
@@ -77,7 +86,7 @@ class Queued(Message):
     """Reply to ``queue_submit``: accepted, and where it stands (0 = next)."""
 
     TYPE = "queued"
-    job_id: str
+    job_id: JobId
     position: int
     ref: str | None = None
 
@@ -86,21 +95,49 @@ class Queued(Message):
 @dataclass
 class QueueWatch(Message):
     """Client → coordinator: follow (and own) an existing job from this connection,
-    e.g. after the client restarted. Answered with a ``queue_update``."""
+    e.g. after the client restarted. Answered with a ``queue_update``. ``owner`` is the
+    secret whose hash was submitted with the job; required when one was."""
 
     TYPE = "queue_watch"
-    job_id: str
+    job_id: JobId
+    owner: OwnerSecret | None = None
     ref: str | None = None
 
 
 @COORDINATOR.register
 @dataclass
 class QueueCancel(Message):
-    """Client → coordinator: withdraw a job that has not finished. Answered with ``ok``."""
+    """Client → coordinator: withdraw a job that has not finished. Answered with ``ok``.
+    ``owner`` as for :class:`QueueWatch`."""
 
     TYPE = "queue_cancel"
-    job_id: str
+    job_id: JobId
+    owner: OwnerSecret | None = None
     ref: str | None = None
+
+
+@COORDINATOR.register
+@dataclass
+class ClientReport(Message):
+    """Client → coordinator, about the attempt it follows; only the job's current client
+    may send it. Answered with ``ok``.
+
+    ``auth_failed``: the dispatched worker failed the room-secret proof, so it is not a
+    worker of this room: the attempt is requeued (an infrastructure failure) and that
+    worker is never given this job again. ``results_received``: the client holds the
+    verified results; a training job waiting in ``results_ready`` becomes ``succeeded``.
+    """
+
+    TYPE = "client_report"
+    job_id: JobId
+    attempt: int
+    outcome: ClientOutcome
+    message: str = ""
+    ref: str | None = None
+
+    def validate(self) -> None:
+        require(self.attempt >= 1, "bad_value", "attempt must be at least 1")
+        require(len(self.message) <= 1000, "bad_value", "message must be at most 1000 characters")
 
 
 @COORDINATOR.register
@@ -114,11 +151,11 @@ class QueueUpdate(Message):
     """
 
     TYPE = "queue_update"
-    job_id: str
+    job_id: JobId
     state: QueueState
     position: int | None = None
     attempt: int = 0
-    worker_id: str | None = None
+    worker_id: PeerId | None = None
     message: str = ""
     checkpoint: dict[str, Any] | None = None
     ref: str | None = None
@@ -131,9 +168,9 @@ class JobDispatch(Message):
     from ``client_id``; report ``accepted`` (or ``rejected``) with this attempt."""
 
     TYPE = "job_dispatch"
-    job_id: str
+    job_id: JobId
     attempt: int
-    client_id: str
+    client_id: PeerId
     spec: dict[str, Any]
     lease_seconds: float
     checkpoint: dict[str, Any] | None = None
@@ -150,7 +187,7 @@ class JobReport(Message):
     """
 
     TYPE = "job_report"
-    job_id: str
+    job_id: JobId
     attempt: int
     state: ReportState
     failure: FailureKind | None = None
@@ -200,7 +237,7 @@ class CheckpointNotice(Message):
     handing it over for resume). The file follows as an ordinary hashed transfer."""
 
     TYPE = "checkpoint"
-    job_id: str
+    job_id: JobId
     attempt: int
     model: str
     sha256: str
