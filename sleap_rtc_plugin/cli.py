@@ -55,6 +55,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help="TOML config file (default: ./sleap-rtc.toml, then the user config dir)")
     parser.add_argument("--env", metavar="NAME", help="environment table to use (development, staging, production); default $SLEAP_RTC_ENV")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--tls-ca", metavar="PEM", help="CA certificate(s) to trust for a wss:// coordinator: a private CA or a self-signed certificate (default tls_ca / $SLEAP_RTC_TLS_CA, else the system store)")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -134,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose, interactive=args.command in INTERACTIVE)
     try:
         args.settings = load_settings(args.config, environment=args.env)
+        if getattr(args, "tls_ca", None) or args.settings.get("tls_ca"):
+            from .coordinator.tls import set_default_ca
+
+            set_default_ca(args.tls_ca or args.settings["tls_ca"])
         result = args.func(args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)

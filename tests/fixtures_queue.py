@@ -49,12 +49,32 @@ async def admin_token(qserver):
     return await JobStore(qserver.store).create_admin_token("tests")
 
 
+async def enroll(server: CoordinatorServer, room_id: str, worker_id: str) -> str:
+    """Enroll ``worker_id`` as an admin would (``sleap-rtc admin token create``); return its
+    worker token. Queued jobs go only to enrolled workers by default."""
+    existing = await server.jobstore.get_worker(room_id, worker_id)
+    if existing is not None and existing.has_token:
+        raise AssertionError(f"{worker_id} is already enrolled; reuse its token")
+    token = await server.jobstore.set_worker_token(room_id, worker_id)
+    record = await server.jobstore.get_worker(room_id, worker_id)
+    assert record is not None
+    server.queue.set_record(record)
+    return token
+
+
 @pytest.fixture
 async def peer(qserver, qroom):
-    """Factory: ``await peer("worker", peer_id="w1", metadata=gpu(8000))``."""
+    """Factory: ``await peer("worker", peer_id="w1", metadata=gpu(8000))``. Workers are
+    enrolled with a worker token (one per id, reused when the id registers again) unless
+    a ``token`` is given or ``enroll_worker=False``."""
     made: list[CoordinatorClient] = []
+    tokens: dict[str, str] = {}
 
-    async def factory(role: str = "client", *, url: str | None = None, token: str | None = None, **kw: Any) -> CoordinatorClient:
+    async def factory(role: str = "client", *, url: str | None = None, token: str | None = None, enroll_worker: bool = True, **kw: Any) -> CoordinatorClient:
+        if role == "worker" and token is None and enroll_worker and kw.get("peer_id"):
+            if kw["peer_id"] not in tokens:
+                tokens[kw["peer_id"]] = await enroll(qserver, qroom[0], kw["peer_id"])
+            token = tokens[kw["peer_id"]]
         client = CoordinatorClient(
             url or qserver.url, room_id=qroom[0], token=token or qroom[1], role=role,  # type: ignore[arg-type]
             backoff_initial=0.05, backoff_max=0.3, **kw,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fixtures_queue import start_server
+from fixtures_queue import enroll, start_server
 from sleap_rtc_plugin.client.api import ConnectionSpec
 from sleap_rtc_plugin.worker.agent import Worker, WorkerOptions
 from sleap_rtc_plugin.worker.gpu import capabilities
@@ -57,7 +57,8 @@ def client_spec(server_url: str, room: tuple[str, str], secret: str | None = SEC
 
 @pytest.fixture
 async def qworker(qcoord, qroom, tmp_path):
-    """Factory for in-process workers: ``await qworker("w1", labels={...}, url=proxy.url)``."""
+    """Factory for in-process workers: ``await qworker("w1", labels={...}, url=proxy.url)``.
+    Each is enrolled with its own worker token (its peer id is its name), as a lab would."""
     workers: list[Worker] = []
 
     async def start(name: str, *, labels: dict | None = None, url: str | None = None, checkpoint_interval: float = 0.5,
@@ -65,7 +66,7 @@ async def qworker(qcoord, qroom, tmp_path):
         probe = functools.partial(capabilities, nvml=gpus) if gpus is not None else capabilities
         worker = Worker(
             WorkerOptions(
-                server_url=url or qcoord.url, room_id=qroom[0], token=qroom[1], room_secret=secret, name=name,
+                server_url=url or qcoord.url, room_id=qroom[0], token=await enroll(qcoord, qroom[0], name), room_secret=secret, name=name,
                 labels=labels or {}, data_dir=tmp_path / f"worker-{name}", status_port=0, ice_loopback=True,
                 cancel_grace=5.0, checkpoint_interval=checkpoint_interval,
             ),

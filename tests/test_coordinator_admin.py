@@ -120,7 +120,7 @@ async def test_drain_survives_heartbeats_and_reconnects(qserver, qroom, peer, ad
     await asyncio.sleep(5 * 0.2)  # several heartbeats
     # The current job finishes normally...
     await w.report("running", 1, "succeeded")
-    await client.next_push("queue_update", job_id="running", timeout=10, where=lambda m: m.state == "succeeded")
+    await client.next_push("queue_update", job_id="running", timeout=10, where=lambda m: m.state == "results_ready")
     await w.update(status="available")
     entry = qserver.presence.get(qroom[0], "w1")
     assert entry.status == "draining"

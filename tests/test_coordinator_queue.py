@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fixtures_queue import GRACE, LEASE, eventually, gpu, peer, qroom, qserver, start_server  # noqa: F401
+from fixtures_queue import GRACE, LEASE, enroll, eventually, gpu, peer, qroom, qserver, start_server  # noqa: F401
 
 from sleap_rtc_plugin.coordinator import CoordinatorClient, CoordinatorError
 from sleap_rtc_plugin.coordinator.presence import PeerEntry
@@ -45,8 +45,11 @@ async def test_dispatch_by_requirements_priority_and_positions(qserver, peer):
     await big.update(status="busy")
     await big.report("job-a", 1, "running")
     await big.report("job-a", 1, "succeeded", message="done")
-    done = await client.next_push("queue_update", job_id="job-a", timeout=10, where=lambda m: m.state == "succeeded")
-    assert done.message == "done"
+    # A training job succeeds only once the client holds the results.
+    ready = await client.next_push("queue_update", job_id="job-a", timeout=10, where=lambda m: m.state == "results_ready")
+    assert (ready.message, ready.worker_id) == ("done", "w-big")
+    await client.client_report("job-a", 1, "results_received")
+    await client.next_push("queue_update", job_id="job-a", timeout=10, where=lambda m: m.state == "succeeded")
     await big.update(status="available")
     assert (await dispatched(client, "job-c")).worker_id == "w-big"
     positions = {j.job_id: qserver.queue.position(j) for j in qserver.queue.jobs.values()}
@@ -115,6 +118,8 @@ async def test_stale_attempt_is_refused_after_requeue(qserver, peer):
         await zombie.report("job", 2, "succeeded")
     assert err.value.code == "not_assigned"
     await w2.report("job", 2, "succeeded")
+    await client.next_push("queue_update", job_id="job", timeout=10, where=lambda m: m.state == "results_ready")
+    await client.client_report("job", 2, "results_received")
     done = await client.next_push("queue_update", job_id="job", timeout=10, where=lambda m: m.state == "succeeded")
     assert done.attempt == 2
     with pytest.raises(CoordinatorError) as err:
@@ -130,11 +135,11 @@ async def test_blip_shorter_than_grace_keeps_the_job(tmp_path):
     server = await start_server(tmp_path / "c.sqlite3", reconnect_grace=grace)
     room_id, token, _ = await server.create_room()
 
-    def make(role, **kw):
+    def make(role, token=token, **kw):
         return CoordinatorClient(server.url, room_id=room_id, token=token, role=role, backoff_initial=0.05, backoff_max=0.3, **kw)
 
-    holder = make("worker", peer_id="w1", metadata=gpu(9_000))
-    spare = make("worker", peer_id="spare", metadata=gpu(8_000))  # a requeue would have somewhere to go
+    holder = make("worker", await enroll(server, room_id, "w1"), metadata=gpu(9_000))
+    spare = make("worker", await enroll(server, room_id, "spare"), metadata=gpu(8_000))  # a requeue would have somewhere to go
     client = make("client")
     for c in (holder, spare, client):
         await c.start()
@@ -151,7 +156,7 @@ async def test_blip_shorter_than_grace_keeps_the_job(tmp_path):
         job = server.queue.jobs["job"]
         assert (job.state, job.attempt, job.worker_id, job.retries) == ("running", 1, "w1", 0)
         await holder.report("job", 1, "succeeded")
-        assert (await client.next_push("queue_update", job_id="job", timeout=10, where=lambda m: m.state == "succeeded")).attempt == 1
+        assert (await client.next_push("queue_update", job_id="job", timeout=10, where=lambda m: m.state == "results_ready")).attempt == 1
     finally:
         for c in (holder, spare, client):
             await c.close()
@@ -208,10 +213,10 @@ async def test_jobs_and_positions_survive_a_restart(tmp_path, unused_tcp_port):
     server = await start_server(db, unused_tcp_port)
     room_id, token, _ = await server.create_room()
 
-    def make(role, **kw):
+    def make(role, token=token, **kw):
         return CoordinatorClient(server.url, room_id=room_id, token=token, role=role, backoff_initial=0.05, backoff_max=0.3, **kw)
 
-    worker = make("worker", peer_id="w1", metadata={**gpu(8_000), "labels": {"gpu": "a100"}})
+    worker = make("worker", await enroll(server, room_id, "w1"), metadata={**gpu(8_000), "labels": {"gpu": "a100"}})
     client = make("client", peer_id="c1")
     await worker.start()
     await client.start()

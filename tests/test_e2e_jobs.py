@@ -19,6 +19,7 @@ from fixtures_e2e import coordinator, cpu_worker, make_worker, project, room, sp
 from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.client.api import RemoteError, attach, submit_inference, submit_training
+from sleap_rtc_plugin.peer.secrets import env_var_name
 
 pytestmark = pytest.mark.slow
 
@@ -158,10 +159,11 @@ async def test_malformed_package_is_refused_clearly(make_worker, project, tmp_pa
     assert not Path(worker.data_dir / "jobs" / handle.job_id).exists()
 
 
-async def test_room_secret_is_enforced_end_to_end(make_worker, project, training_package):  # noqa: F811
+async def test_room_secret_is_enforced_end_to_end(make_worker, project, training_package, monkeypatch):  # noqa: F811
     worker = await make_worker("guarded", secret="correct horse")
+    monkeypatch.delenv(env_var_name(worker.room_id))  # a client that has only the room id and token
     for secret, code in [(None, "missing_secret"), ("wrong", None)]:
-        handle = submit_training(training_package, spec_for(worker, room_secret=secret), project_dir=project)
+        handle = submit_training(training_package, spec_for(worker, with_secret=False, room_secret=secret), project_dir=project)
         with pytest.raises(RemoteError) as info:
             await handle.result()
         if code:

@@ -23,6 +23,7 @@ from fixtures_queue_e2e import (  # noqa: F401
     SECRET,
     BlipProxy,
     client_spec,
+    enroll,
     qcoord,
     qroom,
     qworker,
@@ -112,7 +113,7 @@ def split_by_attempt(events) -> dict[int, list]:
 
 
 async def test_killed_worker_requeues_and_resumes_from_the_relayed_checkpoint(qcoord, qroom, worker_process, sample_labels, tmp_path):  # noqa: F811
-    first = worker_process("w-first", qcoord.url, qroom, checkpoint_interval=0.5)
+    first = worker_process("w-first", qcoord.url, (qroom[0], await enroll(qcoord, qroom[0], "w-first")), checkpoint_interval=0.5)
     first_id = await worker_peer(qcoord, qroom[0], "w-first")
     package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=10)
     project = tmp_path / "project"
@@ -120,7 +121,7 @@ async def test_killed_worker_requeues_and_resumes_from_the_relayed_checkpoint(qc
     events: list = []
     await drain(handle, events, until=lambda e: e.kind == "status" and e.data.get("state") == "dispatched")
     assert events[-1].data["worker"] == first_id
-    second = worker_process("w-second", qcoord.url, qroom, checkpoint_interval=0.5)
+    second = worker_process("w-second", qcoord.url, (qroom[0], await enroll(qcoord, qroom[0], "w-second")), checkpoint_interval=0.5)
 
     # Kill -9 the first worker (and its sleap-nn) as soon as the client holds a checkpoint.
     kept = await drain(handle, events, until=lambda e: e.kind == "checkpoint")
@@ -199,7 +200,7 @@ async def test_jobs_survive_a_coordinator_restart(tmp_path, training_package):  
         assert [j.job_id for j in server.queue.jobs.values()] == [handle.job_id]
         from sleap_rtc_plugin.worker.agent import Worker, WorkerOptions
 
-        worker = Worker(WorkerOptions(server_url=server.url, room_id=room[0], token=room[1], room_secret=client_spec(server.url, room).room_secret,
+        worker = Worker(WorkerOptions(server_url=server.url, room_id=room[0], token=await enroll(server, room[0], "w-night"), room_secret=client_spec(server.url, room).room_secret,
                                       name="w-night", labels={"pool": "night-1"}, data_dir=tmp_path / "worker", status_port=0,
                                       ice_loopback=True, checkpoint_interval=0.5))
         await worker.start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -30,11 +31,15 @@ from ..peer.connection import connect
 from ..peer.fastpath import FastPaths
 from ..peer.errors import AuthError, ConnectError, LinkClosedError, PeerLinkError, TransferError
 from ..protocol import ProtocolError
-from ..protocol.peer import INPUTS_DIR, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultReleased
+from ..protocol.peer import INPUTS_DIR, Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress
 from ..protocol.queue import CheckpointNotice, QueueUpdate
+from ..protocol.offer import PeerOffer, SdpOffer
 from ..protocol.session_string import SessionString
 from .checkpoints import CheckpointError, CheckpointStore
-from .results import install_results
+from .errors import RemoteError
+from .fetch import fetch_results
+from .jobs_store import OwnerStore
+from .queue_reports import ROGUE_AUTH_CODES, confirm_if_queued, confirm_results, report_rogue_worker
 from .selection import WorkerInfo, auto_select, matches
 from .zmq_bridge import LossViewerBridge
 
@@ -43,16 +48,9 @@ log = logging.getLogger(__name__)
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
 EventKind = Literal["status", "transfer", "progress", "log", "checkpoint", "result", "error"]
 #: Errors of one attempt that another attempt cannot fix: withdraw the queued job.
-_FATAL_ATTEMPT_CODES = frozenset({"no_package", "missing_secret", "bad_secret"})
-
-
-class RemoteError(Exception):
-    """A remote job could not be done; ``code`` is stable, ``str()`` says what to do next."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+_FATAL_ATTEMPT_CODES = frozenset({"no_package", "missing_secret"})
+#: This side cannot take the results now (its disk): end the session, keep the job and its results.
+_LOCAL_ATTEMPT_CODES = frozenset({"disk_full", "io_error"})
 
 
 @dataclass
@@ -84,6 +82,7 @@ class ConnectionSpec:
             spec.room_id, spec.token = session.room_id, session.token
             spec.worker_id = spec.worker_id or session.peer_id
             spec.server_url = spec.server_url or session.server_url
+            spec.room_secret = spec.room_secret or session.secret
         spec.server_url = spec.server_url or settings.get("signaling_ws") or DEFAULT_SERVER
         spec.room_id = spec.room_id or settings.get("room_id")
         spec.token = spec.token or settings.get("token")
@@ -187,7 +186,10 @@ class JobHandle:
         settings: Settings | None = None,
         queue: QueueOptions | None = None,
         inputs: dict[str, Path] | None = None,
+        owner: str | None = None,
     ):
+        """``owner``: the job's owner credential; by default made at submit (and found again
+        on attach) in ``<project_dir>/.sleap-rtc/owners/``."""
         self.kind = kind
         self.inputs = {name: Path(p) for name, p in (inputs or {}).items()}
         self.job_id = job_id or uuid.uuid4().hex[:12]
@@ -207,6 +209,7 @@ class JobHandle:
         self.attempt = 0
         self._coord: CoordinatorClient | None = None
         self._checkpoints: CheckpointStore | None = None
+        self.owner = owner or ""
         self._task = asyncio.ensure_future(self._run())
 
     # -- public ---------------------------------------------------------------
@@ -230,7 +233,7 @@ class JobHandle:
         queue first, so the coordinator does not hand it to another worker."""
         if self.queue is not None and self._coord is not None:
             with contextlib.suppress(CoordinatorError):
-                await self._coord.queue_cancel(self.job_id)
+                await self._coord.queue_cancel(self.job_id, owner=self.owner)
             if self._link is None:
                 self._emit("status", state="cancelling", message="withdrawn from the queue")
                 return
@@ -252,7 +255,7 @@ class JobHandle:
     async def _control(self, command: Literal["stop", "cancel"]) -> None:
         if self._link is None:
             raise RemoteError("not_connected", "the job is not connected to a worker yet")
-        await self._link.send(Control(job_id=self.job_id, command=command))
+        await self._link.send(Control(job_id=self.job_id, command=command, owner=self.owner))
         self._emit("status", state="stopping" if command == "stop" else "cancelling", message=f"{command} requested")
 
     async def _run(self) -> JobOutcome:
@@ -278,6 +281,7 @@ class JobHandle:
     async def _session(self) -> JobOutcome:
         spec = self._spec.resolved(self._settings)
         secret = secrets.lookup_secret(spec.room_id, explicit=spec.room_secret)
+        await self._load_owner()
         if self.queue is not None and self.intent == "submit":
             return await self._queued_session(spec, secret)
         async with _coordinator(spec) as coord:
@@ -285,11 +289,35 @@ class JobHandle:
             self.worker = worker
             self._emit("status", state="connecting", message=f"connecting to {worker.name}", worker=worker.peer_id)
             link = await self._open_link(coord, spec, worker.peer_id, self.intent)
-        return await self._over_link(link, worker, secret, self.intent)
+        outcome = await self._over_link(link, worker, secret, self.intent)
+        if self.intent == "attach" and not outcome.detached:
+            with contextlib.suppress(RemoteError):
+                async with _coordinator(spec) as coord:
+                    await confirm_if_queued(coord, self.job_id, self.owner)
+        return outcome
+
+    async def _load_owner(self) -> None:
+        """Make the owner credential before anything is submitted; find it again to attach."""
+        if self.owner:
+            return
+        store = OwnerStore(self.project_dir)
+        try:
+            if self.intent == "submit":
+                self.owner = await asyncio.to_thread(store.create, self.job_id)
+            else:
+                self.owner = await asyncio.to_thread(store.get, self.job_id) or ""
+        except ProtocolError as exc:
+            raise RemoteError(exc.code, str(exc)) from None
+        except OSError as exc:
+            raise RemoteError("disk_full" if exc.errno == errno.ENOSPC else "io_error",
+                              f"cannot keep the job's owner credential in {store.dir} ({exc.strerror or exc}); free space there or pick another --project-dir") from None
+        if not self.owner:
+            log.warning("job %s: no owner credential in %s; the worker will refuse unless the job predates owners", self.job_id, store.dir)
 
     async def _open_link(self, coord: CoordinatorClient, spec: ConnectionSpec, worker_id: str, intent: str):
         async def send_offer(offer: dict) -> dict:
-            await coord.relay(worker_id, "offer", {"offer": offer, "intent": intent, "job_id": self.job_id})
+            payload = PeerOffer(offer=SdpOffer(sdp=offer["sdp"], type=offer["type"]), job_id=self.job_id, intent=intent)  # type: ignore[arg-type]
+            await coord.relay(worker_id, "offer", payload.to_dict())
             try:
                 answer = await coord.next_relay(kind="answer", source=worker_id)
             except RelayRejected as exc:
@@ -315,6 +343,8 @@ class JobHandle:
                               max_size=int(self._settings.get("transfer.max_file_mb", 20480)) * 2**20,
                               cache_max_bytes=int(self._settings.get("transfer.cache_mb", 10240)) * 2**20)
             await link.authenticate(secret)
+            if intent == "attach":
+                await link.send(Attach(job_id=self.job_id, owner=self.owner))
             if intent == "submit":
                 if resume:
                     await self._hand_over_checkpoint(link)
@@ -352,7 +382,7 @@ class JobHandle:
         try:
             position = await coord.queue_submit(
                 self.job_id, job_spec, min_gpu_memory_mb=q.min_gpu_memory_mb, gpu_count=q.gpu_count, labels=q.labels,
-                worker_id=q.worker_id, priority=q.priority, max_retries=q.max_retries,
+                worker_id=q.worker_id, priority=q.priority, max_retries=q.max_retries, owner=self.owner,
             )
         except CoordinatorError as exc:
             raise RemoteError(exc.code, exc.message) from None
@@ -377,7 +407,9 @@ class JobHandle:
                     except RemoteError as exc:
                         if exc.code in _FATAL_ATTEMPT_CODES:
                             with contextlib.suppress(CoordinatorError):
-                                await coord.queue_cancel(self.job_id)
+                                await coord.queue_cancel(self.job_id, owner=self.owner)
+                            raise
+                        if exc.code in _LOCAL_ATTEMPT_CODES:
                             raise
                         log.warning("job %s attempt %d ended without results: %s", self.job_id, self.attempt, exc)
                         self._emit("status", state="waiting", message=f"attempt {self.attempt} ended ({exc.message}); waiting for the coordinator")
@@ -386,7 +418,7 @@ class JobHandle:
                         with contextlib.suppress(asyncio.CancelledError, TimeoutError, CoordinatorError):
                             await waiter
                         return outcome
-                    if last_state == "succeeded" and fetches < 3:
+                    if last_state in ("succeeded", "results_ready") and fetches < 3:
                         fetches += 1
                         attempt_task = start(self.attempt, self.worker.peer_id if self.worker else "", "attach")
                 if waiter not in done:
@@ -399,7 +431,7 @@ class JobHandle:
                 except TimeoutError:
                     if coord.reconnects != seen_reconnects and coord.connected:
                         try:
-                            update = await coord.queue_watch(self.job_id)  # updates may have been missed while away
+                            update = await coord.queue_watch(self.job_id, owner=self.owner)  # updates may have been missed while away
                         except CoordinatorError as exc:
                             log.info("job %s: queue_watch after reconnect failed: %s", self.job_id, exc)
                             continue
@@ -423,7 +455,7 @@ class JobHandle:
                     attempt_task = start(update.attempt, update.worker_id, "submit")
                 elif update.state == "running":
                     self._emit("status", state="running", message=update.message, attempt=update.attempt)
-                elif update.state == "succeeded":
+                elif update.state in ("succeeded", "results_ready"):
                     if attempt_task is None and update.worker_id and fetches < 3:
                         fetches += 1
                         attempt_task = start(update.attempt, update.worker_id, "attach")
@@ -450,13 +482,20 @@ class JobHandle:
         self._emit("status", state="connecting", message=f"connecting to {worker.name} (attempt {attempt})", worker=worker_id, attempt=attempt)
         try:
             link = await self._open_link(coord, spec, worker_id, intent)
-            return await self._over_link(link, worker, secret, intent, resume=attempt > 1)
-        except (ConnectError, AuthError, TransferError) as exc:
+            outcome = await self._over_link(link, worker, secret, intent, resume=attempt > 1)
+        except AuthError as exc:
+            if exc.code in ROGUE_AUTH_CODES:
+                raise await report_rogue_worker(coord, self.job_id, attempt, worker.name, exc) from None
+            raise RemoteError(exc.code, str(exc)) from None
+        except (ConnectError, TransferError) as exc:
             raise RemoteError(str(getattr(exc, "code", None) or getattr(exc, "stage", "connect")), str(exc)) from None
         except (LinkClosedError, PeerLinkError) as exc:
             raise RemoteError("connection_lost", f"lost the connection to worker {worker.name} ({exc})") from None
         except CoordinatorError as exc:
             raise RemoteError(exc.code, exc.message) from None
+        if not outcome.detached:
+            await confirm_results(coord, self.job_id, attempt)
+        return outcome
 
     async def _worker_info(self, coord: CoordinatorClient, worker_id: str) -> WorkerInfo:
         with contextlib.suppress(CoordinatorError):
@@ -526,7 +565,7 @@ class JobHandle:
         sent = await self._send_one(link, self.package_path, self.package_path.name)
         await link.send(
             JobSubmit(job_id=self.job_id, kind=self.kind, package_sha256=sent.sha256, package_name=self.package_path.name, options=self.options,
-                      inputs=shas)
+                      inputs=shas, owner=self.owner)
         )
 
     async def _send_one(self, link, path: Path, name: str):
@@ -578,22 +617,8 @@ class JobHandle:
                 await bridge.close()
 
     async def _fetch_results(self, link, worker: WorkerInfo, result: JobResult, incoming: Path) -> JobOutcome:
-        received = []
-        for expected in result.files:
-            self._emit("status", state="receiving", message=f"receiving {expected.name} ({expected.size / 1e6:.1f} MB)")
-            got = await link.receive_file(timeout=max(60.0, expected.size / 1e6))
-            if got.sha256 != expected.sha256:
-                raise RemoteError("result_mismatch", f"received {got.name} does not match the announced hash; run --attach {self.job_id} to fetch it again")
-            received.append((expected, Path(got.path)))
-        outcome = await asyncio.to_thread(install_results, received, self.project_dir, self.job_id, self.kind, worker.peer_id)
-        await link.send(ResultAck(job_id=self.job_id))
-        try:
-            async with asyncio.timeout(15):
-                while not isinstance(msg := await link.recv(), ResultReleased):
-                    log.debug("job %s: ignoring %s while waiting for result_released", self.job_id, msg.TYPE)
-        except (TimeoutError, PeerLinkError):
-            log.warning("job %s: the worker did not confirm the acknowledgement; it keeps the results in its outbox", self.job_id)
-        return outcome
+        return await fetch_results(link, result, project_dir=self.project_dir, job_id=self.job_id, kind=self.kind, worker_id=worker.peer_id,
+                                   owner=self.owner, emit=self._emit)
 
 
 def submit_training(

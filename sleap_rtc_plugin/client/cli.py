@@ -35,13 +35,16 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     queue.add_argument("--priority", type=int, default=0, metavar="P", help="with --queue: higher runs first (default 0)")
     queue.add_argument("--max-retries", type=int, default=3, metavar="N", help="with --queue: retries after infrastructure failures (default 3)")
     sec = parser.add_argument_group("security")
-    sec.add_argument("--room-secret", metavar="SECRET", help="room secret (default: SLEAP_RTC_ROOM_SECRET_<ROOM_ID> or the saved credentials)")
+    sec.add_argument("--room-secret", metavar="SECRET", help="room secret (default: the one in the session string, else SLEAP_RTC_ROOM_SECRET_<ROOM_ID> or the saved credentials)")
 
 
 def _add_job_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--pkg-path", metavar="PKG", help=f"{what} package (a SLEAP .training_job.zip, or a zip made by sleap-rtc)")
-    parser.add_argument("--project-dir", metavar="DIR", help="SLEAP project folder that receives the results (default: the package's folder)")
-    parser.add_argument("--attach", metavar="JOB_ID", help="re-attach to an earlier job and fetch its results instead of submitting")
+    parser.add_argument("--project-dir", metavar="DIR", help="SLEAP project folder that receives the results (default: the package's folder); "
+                                                            "it also keeps each job's owner credential in .sleap-rtc/owners/")
+    parser.add_argument("--attach", metavar="JOB_ID", help="re-attach to an earlier job and fetch its results instead of submitting; "
+                                                          "run it with the --project-dir the job was submitted from (only that project holds the "
+                                                          "job's owner credential)")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live progress display")
     _add_connection_arguments(parser)
 
@@ -161,7 +164,7 @@ async def follow(handle: JobHandle, *, plain: bool = False) -> JobOutcome:
         if answer == "c":
             await handle.cancel()
         else:
-            print(f"Detaching. Fetch the results later with: --attach {handle.job_id}")
+            print(f"Detaching. Fetch the results later with: --attach {handle.job_id} --project-dir {handle.project_dir}")
             await handle.detach()
 
     watcher = asyncio.ensure_future(watch_interrupt())

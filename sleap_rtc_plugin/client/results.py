@@ -8,19 +8,23 @@ atomic per model (staging dir, then rename), so a half-written model never appea
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..worker.package import _extract, check_zip
+from ..worker.refusals import DISK_FULL, PackageError
+from ..worker.unpack import Limits, check_zip, extract
 
 if TYPE_CHECKING:
     from ..protocol.peer import ResultFile
     from .api import JobOutcome
 
 log = logging.getLogger(__name__)
+#: A worker keeps 64 MB spare for its jobs; in a project the announced sizes were checked already.
+_LIMITS = Limits(min_free_margin=0)
 
 
 def _free_name(parent: Path, name: str) -> Path:
@@ -37,8 +41,13 @@ def install_model(zip_path: Path, models_dir: Path) -> Path:
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = models_dir / f".incoming-{zip_path.stem}"
     shutil.rmtree(staging, ignore_errors=True)
-    with zipfile.ZipFile(zip_path) as zf:
-        _extract(zf, check_zip(zf), staging)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            extract(zf, check_zip(zf), staging, _LIMITS)
+    except PackageError as exc:
+        if exc.code == DISK_FULL:  # the client's disk, whatever the worker-side wording says
+            raise OSError(errno.ENOSPC, f"no space to unpack {zip_path.name} in {models_dir}") from None
+        raise
     tops = [p for p in staging.iterdir()]
     run_dir = tops[0] if len(tops) == 1 and tops[0].is_dir() else staging
     target = _free_name(models_dir, run_dir.name if run_dir is not staging else zip_path.stem)

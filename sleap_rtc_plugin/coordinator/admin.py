@@ -206,6 +206,33 @@ class AdminService:
         await self.server.flush_audit()
         return await self.store.read_audit(limit=limit, kind=kind, since=since)
 
+    async def _room_policy(self, args: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Show or set whether room-token workers may take queued jobs in a room:
+        ``allow_room_token_workers`` true/false sets it, null returns to the server
+        default, absent only shows it."""
+        room_id = _str_arg(args, "room_id")
+        assert room_id
+        try:
+            await self.server.store.get_room(room_id)
+        except Exception:
+            raise ProtocolError("unknown_room", f"room {room_id!r} does not exist or has expired") from None
+        if "allow_room_token_workers" in args:
+            allow = args["allow_room_token_workers"]
+            if allow is not None and not isinstance(allow, bool):
+                raise ProtocolError("bad_value", "allow_room_token_workers must be true, false or null (server default)")
+            await self.store.set_room_policy(room_id, allow)
+            if allow is None:
+                self.queue.room_policy.pop(room_id, None)
+            else:
+                self.queue.room_policy[room_id] = allow
+            log.info("room policy room=%s allow_room_token_workers=%s by %s", room_id, allow, actor)
+            await self.queue.dispatch(room_id)
+        return {
+            "room_id": room_id,
+            "allow_room_token_workers": self.queue.allows_room_token_workers(room_id),
+            "source": "room" if room_id in self.queue.room_policy else "server default",
+        }
+
     async def _cancel(self, args: dict[str, Any], actor: str) -> dict[str, Any]:
         job_id = _str_arg(args, "job_id")
         assert job_id

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     workers.add_argument("--room-id", default=None)
     jobs = action("jobs", "list queued, running and finished jobs (newest first)")
     jobs.add_argument("--room-id", default=None)
-    jobs.add_argument("--state", default=None, choices=["queued", "dispatched", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--state", default=None, choices=["queued", "dispatched", "running", "results_ready", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=50)
     for name, help_text in (("drain", "let WORKER finish its job, then take no new ones (until undrain)"), ("undrain", "let WORKER take jobs again")):
         p = action(name, help_text)
@@ -64,6 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("worker_id", metavar="WORKER")
     labels.add_argument("labels", nargs="*", metavar="KEY=VALUE", help="no pairs clears them")
     labels.add_argument("--room-id", default=None)
+    policy = action("room-policy", "show or set whether workers registered with only the room token may take queued jobs in ROOM")
+    policy.add_argument("room_id", metavar="ROOM")
+    choice = policy.add_mutually_exclusive_group()
+    choice.add_argument("--allow-room-token-workers", dest="allow", action="store_const", const=True,
+                        help="any worker with the room token may take this room's queued jobs (trusts every room-token holder)")
+    choice.add_argument("--deny-room-token-workers", dest="allow", action="store_const", const=False,
+                        help="only workers enrolled with `sleap-rtc admin token create` take queued jobs (the secure default)")
+    choice.add_argument("--server-default", dest="allow", action="store_const", const="default",
+                        help="forget this room's choice and follow the coordinator's server.allow_room_token_workers")
     cancel = action("cancel", "cancel a queued or running job")
     cancel.add_argument("job_id", metavar="JOB")
     audit = action("audit", "show the audit log (oldest first)")
@@ -103,6 +112,11 @@ def _request_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "labels", {"worker_id": args.worker_id, "labels": _kv(args.labels), **({"room_id": args.room_id} if args.room_id else {})}
     if cmd == "cancel":
         return "cancel", {"job_id": args.job_id}
+    if cmd == "room-policy":
+        out = {"room_id": args.room_id}
+        if args.allow is not None:
+            out["allow_room_token_workers"] = None if args.allow == "default" else args.allow
+        return "room_policy", out
     if cmd == "audit":
         out = {"limit": args.limit}
         if args.kind:

@@ -11,18 +11,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import ssl
 import sys
 import time
 
 from .client import CoordinatorError, create_room
+from .limits import EdgeLimits
 from .server import CoordinatorServer
+from .tls import TLSConfigError, server_context
 from ..config import load_settings
 from .store import RoomStore, default_db_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
+ADMIN_TOKEN_ENV = "SLEAP_RTC_ADMIN_TOKEN"
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +39,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat-timeout", type=float, default=None, help="drop a peer silent for this many seconds (default server.heartbeat_timeout = 30)")
     parser.add_argument("--lease-seconds", type=float, default=60.0, help="a dispatched job's lease, renewed by its worker's heartbeats (default 60)")
     parser.add_argument("--reconnect-grace", type=float, default=60.0, help="extra seconds a silent worker keeps its job before it is requeued (default 60)")
+    parser.add_argument("--tls-cert", metavar="PEM", default=None, help="serve wss:// with this PEM certificate (chain) (default server.tls_cert; needs --tls-key)")
+    parser.add_argument("--tls-key", metavar="PEM", default=None, help="private key of --tls-cert, PEM (default server.tls_key)")
+    parser.add_argument("--room-creation", choices=("open", "admin"), default=None,
+                        help="who may create rooms: open = anyone who reaches the server, rate-limited per address; admin = only with an admin token (default server.room_creation = open)")
+    parser.add_argument("--max-room-ttl-hours", type=float, default=None, help="longest room lifetime a client may ask for (default server.max_room_ttl_hours = 720)")
+    parser.add_argument("--allow-room-token-workers", action="store_true", default=None,
+                        help="let workers registered with only the room token take queued jobs (default server.allow_room_token_workers = false: "
+                             "only workers enrolled with `sleap-rtc admin token create`; per room: `sleap-rtc admin room-policy`)")
 
 
 def _server_settings(args: argparse.Namespace):
@@ -41,7 +54,31 @@ def _server_settings(args: argparse.Namespace):
     return settings.with_overrides(
         server__host=args.host, server__port=args.port, server__db=args.db,
         server__heartbeat_interval=args.heartbeat_interval, server__heartbeat_timeout=args.heartbeat_timeout,
+        server__allow_room_token_workers=getattr(args, "allow_room_token_workers", None),
+        server__tls_cert=getattr(args, "tls_cert", None), server__tls_key=getattr(args, "tls_key", None),
+        server__room_creation=getattr(args, "room_creation", None), server__max_room_ttl_hours=getattr(args, "max_room_ttl_hours", None),
     )
+
+
+def edge_limits(settings) -> EdgeLimits:
+    """The per-address limits and room policy from the ``server.*`` settings."""
+    return EdgeLimits(
+        max_connections_per_address=settings["server.max_connections_per_address"],
+        rooms_per_hour=settings["server.rooms_per_hour"],
+        failed_auth_per_minute=settings["server.failed_auth_per_minute"],
+        max_room_ttl_hours=settings["server.max_room_ttl_hours"],
+        room_creation=settings["server.room_creation"],
+        limit_loopback=settings["server.limit_loopback"],
+    )
+
+
+def tls_from_settings(settings) -> ssl.SSLContext | None:
+    cert, key = settings["server.tls_cert"], settings["server.tls_key"]
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise TLSConfigError("give both --tls-cert and --tls-key (server.tls_cert / server.tls_key), or neither")
+    return server_context(cert, key)
 
 
 def _ensure_logging() -> None:
@@ -54,6 +91,11 @@ async def run_server(args: argparse.Namespace) -> int:
     _ensure_logging()
     settings = _server_settings(args)
     host, port = settings["server.host"], settings["server.port"]
+    try:
+        limits, context = edge_limits(settings), tls_from_settings(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     server = CoordinatorServer(
         host,
         port,
@@ -62,6 +104,9 @@ async def run_server(args: argparse.Namespace) -> int:
         heartbeat_timeout=settings["server.heartbeat_timeout"],
         lease_seconds=getattr(args, "lease_seconds", 60.0),
         reconnect_grace=getattr(args, "reconnect_grace", 60.0),
+        allow_room_token_workers=bool(settings["server.allow_room_token_workers"]),
+        limits=limits,
+        ssl_context=context,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,7 +141,8 @@ def add_room_create_arguments(create: argparse.ArgumentParser) -> None:
     where = create.add_mutually_exclusive_group()
     where.add_argument("--server", default=DEFAULT_URL, help=f"coordinator URL (default {DEFAULT_URL})")
     where.add_argument("--db", default=None, help="create directly in this coordinator database instead of over the network")
-    create.add_argument("--ttl-hours", type=float, default=720.0, help="room lifetime in hours (default 720 = 30 days)")
+    create.add_argument("--ttl-hours", type=float, default=720.0, help="room lifetime in hours (default 720 = 30 days; the server caps it at its server.max_room_ttl_hours)")
+    create.add_argument("--admin-token", default=None, help=f"admin token, for a coordinator that lets only administrators create rooms (default ${ADMIN_TOKEN_ENV})")
     create.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -113,7 +159,8 @@ async def run_room_async(args: argparse.Namespace) -> int:
             finally:
                 await store.close()
         else:
-            room_id, token, expires_at = await create_room(args.server, args.ttl_hours)
+            admin_token = getattr(args, "admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV) or None
+            room_id, token, expires_at = await create_room(args.server, args.ttl_hours, admin_token=admin_token)
     except CoordinatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

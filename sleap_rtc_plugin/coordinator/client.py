@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import inspect
 import itertools
 import logging
@@ -39,12 +40,18 @@ from ..protocol.coordinator import (
     RoomCreated,
     UpdatePeer,
 )
-from ..protocol.queue import AdminRequest, AdminResult, JobDispatch, JobReport, Queued, QueueCancel, QueueSubmit, QueueUpdate, QueueWatch, Requirements
+from ..protocol.queue import (AdminRequest, AdminResult, ClientReport, JobDispatch, JobReport, Queued, QueueCancel, QueueSubmit,
+                              QueueUpdate, QueueWatch, Requirements)
+
+from .tls import TLSConfigError, client_context, describe_failure
 
 log = logging.getLogger(__name__)
 
 #: Error codes after which reconnecting is pointless.
 FATAL_CODES = frozenset({"bad_token", "room_expired"})
+#: Unsolicited errors after which the coordinator closes this socket and reconnecting
+#: would be wrong: another process registered this worker id with its worker token.
+FATAL_PUSHED_CODES = frozenset({"replaced"})
 #: Relays kept for :meth:`CoordinatorClient.next_relay`; older unclaimed ones are dropped.
 INBOX_SIZE = 256
 _WS_MAX_SIZE = 1024 * 1024
@@ -74,10 +81,13 @@ class RelayRejected(CoordinatorError):
 
 
 async def _open_socket(url: str, timeout: float) -> ClientConnection:
+    """Open ``url`` (``ws://`` or ``wss://``, see :mod:`.tls` for what ``wss`` trusts)."""
     try:
-        return await connect(url, ping_interval=None, max_size=_WS_MAX_SIZE, open_timeout=timeout, close_timeout=2)
-    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-        raise CoordinatorError("unreachable", f"cannot reach the coordinator at {url}: {exc}") from None
+        context = client_context(url)
+        extra = {"ssl": context} if context is not None else {}
+        return await connect(url, ping_interval=None, max_size=_WS_MAX_SIZE, open_timeout=timeout, close_timeout=2, **extra)
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError, TLSConfigError) as exc:
+        raise CoordinatorError("unreachable", describe_failure(url, exc)) from None
 
 
 async def _await_reply(ws: ClientConnection, ref: str, timeout: float) -> Message:
@@ -100,17 +110,26 @@ async def _await_reply(ws: ClientConnection, ref: str, timeout: float) -> Messag
     except TimeoutError:
         raise CoordinatorError("timeout", f"no reply from the coordinator within {timeout:g}s") from None
     except ConnectionClosed as exc:
-        raise CoordinatorError("disconnected", f"the coordinator closed the connection ({exc})") from None
+        raise _closed_error(exc) from None
 
 
-async def create_room(url: str, ttl_hours: float = 720.0, *, timeout: float = 10.0) -> tuple[str, str, float]:
+def _closed_error(exc: ConnectionClosed) -> CoordinatorError:
+    """The coordinator's reason when it turned us away (``rate_limited: ...``), else ``disconnected``."""
+    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+    if reason.startswith("rate_limited: "):
+        return CoordinatorError("rate_limited", reason.removeprefix("rate_limited: "))
+    return CoordinatorError("disconnected", f"the coordinator closed the connection ({exc})")
+
+
+async def create_room(url: str, ttl_hours: float = 720.0, *, timeout: float = 10.0, admin_token: str | None = None) -> tuple[str, str, float]:
     """Ask the coordinator at ``url`` for a new room: ``(room_id, token, expires_at)``.
 
-    The token is shown only here; the coordinator keeps just its hash.
+    The token is shown only here; the coordinator keeps just its hash. ``admin_token``
+    is needed by a coordinator that lets only administrators create rooms.
     """
     ws = await _open_socket(url, timeout)
     try:
-        await ws.send(CreateRoom(ttl_hours=ttl_hours, ref="create").encode())
+        await ws.send(CreateRoom(ttl_hours=ttl_hours, ref="create", admin_token=admin_token).encode())
         reply = await _await_reply(ws, "create", timeout)
     finally:
         await ws.close()
@@ -326,24 +345,37 @@ class CoordinatorClient:
         priority: int = 0,
         max_retries: int = 3,
         retry_job_errors: bool = False,
+        owner: str | None = None,
     ) -> int:
         """Queue a job in this room; return its position (0 = next to be dispatched).
-        Follow it with :meth:`next_push` (``queue_update`` events)."""
+        Follow it with :meth:`next_push` (``queue_update`` events). ``owner`` is a secret
+        the caller keeps (``secrets.token_urlsafe(32)``); only its SHA-256 is sent, and
+        watching or cancelling the job later needs the secret itself."""
         requirements = Requirements(min_gpu_memory_mb=min_gpu_memory_mb, gpu_count=gpu_count, labels=dict(labels or {}), worker_id=worker_id)
+        owner_hash = hashlib.sha256(owner.encode()).hexdigest() if owner else None  # "" is no secret
         reply = await self._request(
-            QueueSubmit(spec=spec, job_id=job_id, requirements=requirements, priority=priority, max_retries=max_retries, retry_job_errors=retry_job_errors)
+            QueueSubmit(spec=spec, job_id=job_id, requirements=requirements, priority=priority, max_retries=max_retries,
+                        retry_job_errors=retry_job_errors, owner_hash=owner_hash)
         )
         assert isinstance(reply, Queued)
         return reply.position
 
-    async def queue_watch(self, job_id: str) -> QueueUpdate:
-        """Follow (and own) a queued job from this connection; return its current state."""
-        reply = await self._request(QueueWatch(job_id=job_id))
+    async def queue_watch(self, job_id: str, owner: str | None = None) -> QueueUpdate:
+        """Follow (and own) a queued job from this connection; return its current state.
+        ``owner``: the secret given to :meth:`queue_submit` (refused with ``not_owner`` without it)."""
+        reply = await self._request(QueueWatch(job_id=job_id, owner=owner or None))
         assert isinstance(reply, QueueUpdate)
         return reply
 
-    async def queue_cancel(self, job_id: str) -> None:
-        await self._request(QueueCancel(job_id=job_id))
+    async def queue_cancel(self, job_id: str, owner: str | None = None) -> None:
+        await self._request(QueueCancel(job_id=job_id, owner=owner or None))
+
+    async def client_report(self, job_id: str, attempt: int, outcome: str, message: str = "") -> None:
+        """Client: tell the coordinator about the attempt this connection follows.
+        ``auth_failed``: the dispatched worker failed the room-secret proof (the attempt is
+        requeued, that worker banned from the job); ``results_received``: the verified
+        results are here (a training job becomes ``succeeded``)."""
+        await self._request(ClientReport(job_id=job_id, attempt=attempt, outcome=outcome, message=message[:1000]))  # type: ignore[arg-type]
 
     async def report(self, job_id: str, attempt: int, state: str, *, failure: str | None = None, message: str = "", detail: dict[str, Any] | None = None) -> None:
         """Worker: report on one attempt. Raises ``CoordinatorError('stale_attempt')`` when
@@ -426,7 +458,10 @@ class CoordinatorClient:
                 status=self.status,  # type: ignore[arg-type]
                 ref="register",
             )
-            await ws.send(register.encode())
+            try:
+                await ws.send(register.encode())
+            except ConnectionClosed as exc:
+                raise _closed_error(exc) from None
             reply = await _await_reply(ws, "register", self.request_timeout)
         except BaseException:
             ws.transport.abort()
@@ -444,6 +479,9 @@ class CoordinatorClient:
             while True:
                 await self._read_loop(ws)
                 self._set_disconnected("disconnected", "the connection to the coordinator dropped")
+                if self._failure is not None and self._failure.code in FATAL_PUSHED_CODES:
+                    log.error("not reconnecting to %s: %s", self.url, self._failure)
+                    break
                 if self._closing or not self.reconnect:
                     if not self._closing:
                         self._failure = CoordinatorError("disconnected", "the connection to the coordinator dropped")
@@ -516,6 +554,8 @@ class CoordinatorClient:
             self._push(msg)
         elif isinstance(msg, Error):
             log.warning("coordinator error: %s: %s", msg.code, msg.message)
+            if msg.code in FATAL_PUSHED_CODES:
+                self._failure = CoordinatorError(msg.code, msg.message)
         elif not isinstance(msg, (Pong, Ok)):
             log.debug("ignoring unsolicited %s from the coordinator", msg.TYPE)
 

@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     excluded         TEXT NOT NULL DEFAULT '[]',
     checkpoint       TEXT,
     created_at       REAL NOT NULL,
-    updated_at       REAL NOT NULL
+    updated_at       REAL NOT NULL,
+    owner_hash       TEXT,
+    banned           TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS workers (
@@ -55,6 +57,11 @@ CREATE TABLE IF NOT EXISTS workers (
     created_at REAL NOT NULL,
     rotated_at REAL,
     PRIMARY KEY (room_id, worker_id)
+);
+CREATE TABLE IF NOT EXISTS room_policy (
+    room_id                  TEXT PRIMARY KEY,
+    allow_room_token_workers INTEGER NOT NULL,
+    updated_at               REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS admin_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -72,7 +79,13 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+#: Columns added after the first release: added to an older database when it is opened.
+_ADDED_JOB_COLUMNS = {"owner_hash": "TEXT", "banned": "TEXT NOT NULL DEFAULT '[]'"}
+
 ACTIVE_STATES = ("dispatched", "running")
+#: A training job whose worker finished; its results wait in that worker's outbox until
+#: the client confirms it holds them (then ``succeeded``).
+RESULTS_READY = "results_ready"
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 
@@ -99,6 +112,10 @@ class QueuedJob:
     checkpoint: dict[str, Any] | None = None
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    #: SHA-256 of the owner's secret (``None``: a client that sent none; anyone in its room may follow it).
+    owner_hash: str | None = None
+    #: Workers that failed the client's room-secret proof: never dispatched this job again.
+    banned: list[str] = field(default_factory=list)
     seq: int = 0
 
     @property
@@ -110,8 +127,10 @@ class QueuedJob:
         return self.state in FINAL_STATES
 
     def public(self) -> dict[str, Any]:
-        """What ``admin jobs`` shows (everything but nothing secret: there is nothing secret)."""
-        return asdict(self)
+        """What ``admin jobs`` shows: everything but the owner hash (only whether there is one)."""
+        row = asdict(self)
+        row["has_owner"] = row.pop("owner_hash") is not None
+        return row
 
 
 @dataclass
@@ -128,6 +147,7 @@ class WorkerRecord:
 _JOB_COLUMNS = (
     "job_id", "room_id", "client_id", "spec", "requirements", "priority", "max_retries", "retry_job_errors", "state",
     "attempt", "retries", "worker_id", "lease_expires_at", "failure", "message", "excluded", "checkpoint", "created_at", "updated_at",
+    "owner_hash", "banned",
 )
 
 
@@ -136,7 +156,7 @@ def _job_row(job: QueuedJob) -> tuple[Any, ...]:
         job.job_id, job.room_id, job.client_id, json.dumps(job.spec), json.dumps(job.requirements), job.priority, job.max_retries,
         int(job.retry_job_errors), job.state, job.attempt, job.retries, job.worker_id, job.lease_expires_at, job.failure,
         job.message, json.dumps(job.excluded), json.dumps(job.checkpoint) if job.checkpoint is not None else None,
-        job.created_at, job.updated_at,
+        job.created_at, job.updated_at, job.owner_hash, json.dumps(job.banned),
     )
 
 
@@ -148,6 +168,7 @@ def _job_from(row: sqlite3.Row) -> QueuedJob:
         worker_id=row["worker_id"], lease_expires_at=row["lease_expires_at"], failure=row["failure"], message=row["message"],
         excluded=json.loads(row["excluded"]), checkpoint=json.loads(row["checkpoint"]) if row["checkpoint"] else None,
         created_at=row["created_at"], updated_at=row["updated_at"], seq=row["seq"],
+        owner_hash=row["owner_hash"], banned=json.loads(row["banned"] or "[]"),
     )
 
 
@@ -177,7 +198,34 @@ class JobStore:
         return db
 
     async def open(self) -> None:
-        await self._rooms._run(self._db.executescript, _SCHEMA)
+        await self._rooms._run(self._open)
+
+    def _open(self) -> None:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+        if have:
+            for column, decl in _ADDED_JOB_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {decl}")
+        self._db.executescript(_SCHEMA)
+
+    # --- room policy ----------------------------------------------------------------
+
+    async def room_policies(self) -> dict[str, bool]:
+        """Rooms whose admin set ``allow_room_token_workers`` (others use the server default)."""
+        rows = await self._rooms._run(lambda: self._db.execute("SELECT room_id, allow_room_token_workers FROM room_policy").fetchall())
+        return {room_id: bool(allow) for room_id, allow in rows}
+
+    async def set_room_policy(self, room_id: str, allow_room_token_workers: bool | None) -> None:
+        """Store the room's choice; ``None`` forgets it (back to the server default)."""
+        if allow_room_token_workers is None:
+            await self._rooms._run(lambda: self._db.execute("DELETE FROM room_policy WHERE room_id = ?", (room_id,)))
+            return
+        await self._rooms._run(
+            lambda: self._db.execute(
+                "INSERT OR REPLACE INTO room_policy (room_id, allow_room_token_workers, updated_at) VALUES (?, ?, ?)",
+                (room_id, int(allow_room_token_workers), time.time()),
+            )
+        )
 
     # --- jobs ---------------------------------------------------------------------
 

@@ -17,20 +17,27 @@ restarted coordinator reloads it.
 - **Requeue**: infrastructure failures go back to the queue (keeping their place)
   up to ``max_retries`` times; a job that fails by its own error ends ``failed``
   unless it asked for ``retry_job_errors``.
+- **Trust**: only workers enrolled with a worker token get dispatches, unless the room
+  allows room-token workers; a worker's ``succeeded`` only moves a training job to
+  ``results_ready`` -- the client's ``results_received`` makes it ``succeeded``, and its
+  ``auth_failed`` requeues the attempt and bans that worker from the job. A job
+  submitted with an owner hash is watched or cancelled only with the owner's secret.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
+import hmac
 import json
 import logging
 import time
 from typing import Any, Callable
 
 from ..protocol.base import ProtocolError
-from ..protocol.queue import JobDispatch, JobReport, QueueSubmit, QueueUpdate
-from .jobstore import JobStore, QueuedJob, WorkerRecord
+from ..protocol.queue import ClientReport, JobDispatch, JobReport, QueueSubmit, QueueUpdate
+from .jobstore import RESULTS_READY, JobStore, QueuedJob, WorkerRecord
 from .presence import PeerEntry, Presence, max_free_gpu_mb, rank
 
 log = logging.getLogger(__name__)
@@ -69,8 +76,12 @@ class JobQueue:
         lease_seconds: float = 60.0,
         reconnect_grace: float = 60.0,
         audit: Auditor | None = None,
+        allow_room_token_workers: bool = False,
     ):
         self.store = store
+        self.allow_room_token_workers = allow_room_token_workers
+        #: Rooms whose admin chose otherwise than the server default.
+        self.room_policy: dict[str, bool] = {}
         self.presence = presence
         self.lease_seconds = lease_seconds
         self.reconnect_grace = reconnect_grace
@@ -90,6 +101,7 @@ class JobQueue:
         """Reload unfinished jobs and worker records. Active jobs get one fresh lease:
         the coordinator being down is no worker's fault."""
         now = time.time()
+        self.room_policy = await self.store.room_policies()
         for record in await self.store.find_workers():
             self.workers[(record.room_id, record.worker_id)] = record
         for job in await self.store.load_jobs():
@@ -116,6 +128,13 @@ class JobQueue:
 
     def holding(self, room_id: str, worker_id: str) -> str | None:
         return self._held.get((room_id, worker_id))
+
+    def allows_room_token_workers(self, room_id: str) -> bool:
+        return self.room_policy.get(room_id, self.allow_room_token_workers)
+
+    def may_take_jobs(self, worker: PeerEntry) -> bool:
+        """Enrolled (worker token) workers always; room-token ones only where the room allows."""
+        return worker.via_token or self.allows_room_token_workers(worker.room_id)
 
     # --- positions --------------------------------------------------------------------
 
@@ -156,14 +175,14 @@ class JobQueue:
     async def submit(self, client: PeerEntry, msg: QueueSubmit) -> QueuedJob:
         existing = self.jobs.get(msg.job_id) or await self.store.get_job(msg.job_id)
         if existing is not None:
-            if existing.room_id != client.room_id or existing.client_id != client.peer_id:
+            if existing.room_id != client.room_id or existing.client_id != client.peer_id or existing.owner_hash != msg.owner_hash:
                 raise ProtocolError("job_exists", f"job id {msg.job_id[:64]!r} is taken; submit with a new job id", ref=msg.ref)
             return existing  # a retried submit: idempotent
         req = msg.requirements
         job = QueuedJob(
             job_id=msg.job_id, room_id=client.room_id, client_id=client.peer_id, spec=msg.spec,
             requirements={"min_gpu_memory_mb": req.min_gpu_memory_mb, "gpu_count": req.gpu_count, "labels": dict(req.labels), "worker_id": req.worker_id},
-            priority=msg.priority, max_retries=msg.max_retries, retry_job_errors=msg.retry_job_errors,
+            priority=msg.priority, max_retries=msg.max_retries, retry_job_errors=msg.retry_job_errors, owner_hash=msg.owner_hash,
         )
         job.seq = await self.store.insert_job(job)
         self.jobs[job.job_id] = job
@@ -172,10 +191,25 @@ class JobQueue:
         self._sent_position[job.job_id] = self.position(job) or 0
         return job
 
-    async def watch(self, client: PeerEntry, job_id: str, ref: str | None) -> None:
+    @staticmethod
+    def _check_owner(job: QueuedJob, owner: str | None, ref: str | None) -> None:
+        """A job submitted with an owner hash is followed or cancelled only by whoever
+        holds the secret, whichever connection it comes from."""
+        if job.owner_hash is None:
+            return
+        given = hashlib.sha256((owner or "").encode()).hexdigest()
+        if owner is None or not hmac.compare_digest(given, job.owner_hash):
+            raise ProtocolError(
+                "not_owner",
+                f"job {job.job_id} belongs to another client; use the credential saved with the job (the owner secret its submitting client stored) or ask the administrator",
+                ref=ref,
+            )
+
+    async def watch(self, client: PeerEntry, job_id: str, ref: str | None, owner: str | None = None) -> None:
         job = self.jobs.get(job_id) or await self.store.get_job(job_id)
         if job is None or job.room_id != client.room_id:
             raise ProtocolError("unknown_job", f"no job {job_id[:64]!r} in this room", ref=ref)
+        self._check_owner(job, owner, ref)
         if job.job_id in self.jobs and job.client_id != client.peer_id:
             log.info("job %s now followed by client %s (was %s)", job_id, client.peer_id, job.client_id)
             job.client_id = client.peer_id
@@ -183,11 +217,49 @@ class JobQueue:
         self._notify(job, ref=ref)
         await self.dispatch(job.room_id)
 
-    async def cancel(self, client: PeerEntry | None, job_id: str, *, actor: str, ref: str | None = None) -> QueuedJob:
+    async def cancel(self, client: PeerEntry | None, job_id: str, *, actor: str, ref: str | None = None, owner: str | None = None) -> QueuedJob:
+        """Withdraw a job: the admin (``client`` is ``None``) always; a client with the
+        owner's secret, or -- for a job submitted without an owner hash -- its own client."""
         job = self.jobs.get(job_id)
-        if job is None or (client is not None and (job.room_id != client.room_id or job.client_id != client.peer_id)):
+        if job is None or (client is not None and job.room_id != client.room_id):
             raise ProtocolError("unknown_job", f"no unfinished job {job_id[:64]!r} of yours", ref=ref)
+        if client is not None:
+            if job.owner_hash is None and job.client_id != client.peer_id:
+                raise ProtocolError("unknown_job", f"no unfinished job {job_id[:64]!r} of yours", ref=ref)
+            self._check_owner(job, owner, ref)
         await self._finish(job, "cancelled", f"cancelled by {actor}")
+        return job
+
+    async def client_report(self, client: PeerEntry, msg: ClientReport) -> QueuedJob:
+        """The following client's word on the current attempt (see :class:`ClientReport`)."""
+        job = self.jobs.get(msg.job_id)
+        if job is None:
+            done = await self.store.get_job(msg.job_id)
+            if done is None or done.room_id != client.room_id:
+                raise ProtocolError("unknown_job", f"no job {msg.job_id[:64]!r} in this room", ref=msg.ref)
+            if done.client_id == client.peer_id and msg.outcome == "results_received" and done.state == "succeeded" and msg.attempt == done.attempt:
+                return done  # a repeated confirmation
+            raise ProtocolError("unknown_job", f"job {msg.job_id} already ended {done.state}; nothing to report", ref=msg.ref)
+        if job.room_id != client.room_id:
+            raise ProtocolError("unknown_job", f"no job {msg.job_id[:64]!r} in this room", ref=msg.ref)
+        if job.client_id != client.peer_id:
+            raise ProtocolError("not_owner", f"job {job.job_id} is followed by another client; only it may report on the job (queue_watch with the job's owner credential first)", ref=msg.ref)
+        if msg.attempt != job.attempt:
+            raise ProtocolError("stale_attempt", f"attempt {msg.attempt} of job {job.job_id} is stale (current attempt {job.attempt})", ref=msg.ref)
+        worker_id = job.worker_id
+        self._audit("client_report", client.peer_id, room_id=job.room_id, subject=job.job_id, detail={"attempt": msg.attempt, "outcome": msg.outcome, "worker": worker_id, "message": msg.message[:200]})
+        if msg.outcome == "auth_failed":
+            # results_ready too: a worker that cannot prove the room secret proves no model either.
+            if not (job.active or job.state == RESULTS_READY):
+                raise ProtocolError("bad_state", f"job {job.job_id} is {job.state}, not dispatched, running or results_ready; nothing to requeue", ref=msg.ref)
+            if worker_id and worker_id not in job.banned:
+                job.banned.append(worker_id)
+            log.warning("job %s: client %s says worker %s failed authentication; requeueing without it", job.job_id, client.peer_id, worker_id)
+            await self._requeue(job, f"worker {worker_id} failed the client's room-secret check" + (f" ({msg.message[:200]})" if msg.message else ""))
+        else:
+            if job.state not in (RESULTS_READY, "dispatched", "running"):
+                raise ProtocolError("bad_state", f"job {job.job_id} is {job.state}; results can only be received from a dispatched attempt", ref=msg.ref)
+            await self._finish(job, "succeeded", f"results of attempt {job.attempt} received from {worker_id}")
         return job
 
     # --- worker side ---------------------------------------------------------------------
@@ -225,11 +297,15 @@ class JobQueue:
         job = self.jobs.get(msg.job_id)
         if job is None:
             done = await self.store.get_job(msg.job_id)
+            if done is not None and self._repeated_success(done, worker, msg):
+                return done
             if done is not None and done.room_id == worker.room_id and msg.attempt < done.attempt:
                 raise ProtocolError("stale_attempt", f"attempt {msg.attempt} of job {msg.job_id} is stale (current attempt {done.attempt}); stop it", ref=msg.ref)
             raise ProtocolError("unknown_job", f"job {msg.job_id[:64]!r} is not running here (finished or cancelled); stop it", ref=msg.ref)
         if job.room_id != worker.room_id:
             raise ProtocolError("unknown_job", f"no job {msg.job_id[:64]!r} in this room", ref=msg.ref)
+        if self._repeated_success(job, worker, msg):
+            return job
         if msg.attempt != job.attempt or not job.active:
             log.warning("refused stale report job=%s attempt=%d (current %d) from %s", job.job_id, msg.attempt, job.attempt, worker.peer_id)
             self._audit("stale_report", worker.peer_id, room_id=job.room_id, subject=job.job_id, detail={"attempt": msg.attempt, "current": job.attempt, "state": msg.state})
@@ -251,7 +327,10 @@ class JobQueue:
             job.checkpoint = dict(msg.detail)
             await self.store.save_job(job)
         elif state == "succeeded":
-            await self._finish(job, "succeeded", msg.message or f"finished on {worker.peer_id}")
+            if job.spec.get("kind") == "train":
+                await self._results_ready(job, msg.message or f"finished on {worker.peer_id}; results wait there until the client confirms them")
+            else:
+                await self._finish(job, "succeeded", msg.message or f"finished on {worker.peer_id}")
         elif state == "failed":
             if msg.failure == "job" and not job.retry_job_errors:
                 job.failure = "job"
@@ -262,7 +341,25 @@ class JobQueue:
             await self._requeue(job, msg.message or f"{worker.peer_id} rejected the job")
         return job
 
+    @staticmethod
+    def _repeated_success(job: QueuedJob, worker: PeerEntry, msg: JobReport) -> bool:
+        """A ``succeeded`` the coordinator already applied, sent again because the reply
+        was lost: answering ``stale_attempt`` would make the worker drop the results."""
+        return (
+            msg.state == "succeeded" and job.room_id == worker.room_id and job.worker_id == worker.peer_id
+            and msg.attempt == job.attempt and job.state in (RESULTS_READY, "succeeded")
+        )
+
     # --- transitions ----------------------------------------------------------------------
+
+    async def _results_ready(self, job: QueuedJob, message: str) -> None:
+        """The worker is done and free; the job stays open (and ``worker_id`` names where
+        the results wait) until the client confirms with ``results_received``."""
+        self._release(job)
+        self._progress.pop(job.job_id, None)
+        job.lease_expires_at = None
+        await self._set_state(job, RESULTS_READY, message)
+        await self.dispatch(job.room_id)
 
     async def _set_state(self, job: QueuedJob, state: str, message: str) -> None:
         if job.state != state:
@@ -320,6 +417,7 @@ class JobQueue:
         matching = [
             e for e in self.presence.find(job.room_id, role="worker")
             if requirements_met(e, job.requirements) and not self.drained(e.room_id, e.peer_id)
+            and self.may_take_jobs(e) and e.peer_id not in job.banned
         ]
         fresh = [e for e in matching if e.peer_id not in job.excluded]
         pool = fresh or matching

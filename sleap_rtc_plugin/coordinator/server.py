@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import secrets
+import ssl
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -46,12 +47,14 @@ from ..protocol.coordinator import (
     RoomCreated,
     UpdatePeer,
 )
-from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, JobReport, Queued, QueueCancel, QueueSubmit, QueueWatch
+from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, ClientReport, JobReport, Queued, QueueCancel, QueueSubmit, QueueWatch
 from .admin import AdminService
 from .jobstore import WORKER_TOKEN_PREFIX, JobStore
+from .edge import Edge, address_of
+from .limits import EdgeLimits, is_loopback
 from .presence import PeerEntry, Presence
 from .queue import JobQueue
-from .store import MAX_TTL_HOURS, RoomAccessError, RoomStore
+from .store import RoomAccessError, RoomStore
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,9 @@ class CoordinatorServer:
         heartbeat_timeout: float = 30.0,
         lease_seconds: float = 60.0,
         reconnect_grace: float = 60.0,
+        allow_room_token_workers: bool = False,
+        limits: EdgeLimits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         if heartbeat_timeout <= heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
@@ -172,8 +178,13 @@ class CoordinatorServer:
         self.store = RoomStore(db_path)
         self.presence = Presence()
         self.jobstore = JobStore(self.store)
-        self.queue = JobQueue(self.jobstore, self.presence, lease_seconds=lease_seconds, reconnect_grace=reconnect_grace, audit=self.audit)
+        self.queue = JobQueue(
+            self.jobstore, self.presence, lease_seconds=lease_seconds, reconnect_grace=reconnect_grace, audit=self.audit,
+            allow_room_token_workers=allow_room_token_workers,
+        )
         self.admin = AdminService(self)
+        self.edge = Edge(limits, self._audit_now)
+        self.ssl_context = ssl_context
         self._audit_tasks: set[asyncio.Task[None]] = set()
         self._queue_task: asyncio.Task[None] | None = None
         self._links: set[Link] = set()
@@ -184,7 +195,7 @@ class CoordinatorServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{'wss' if self.ssl_context else 'ws'}://{host}:{self.port}"
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -201,12 +212,16 @@ class CoordinatorServer:
             ping_interval=None,
             max_size=WS_MAX_SIZE,
             close_timeout=2,
+            ssl=self.ssl_context,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="coordinator-heartbeat")
         self._queue_task = asyncio.create_task(self._queue_loop(), name="coordinator-queue")
         log.info("coordinator listening on %s (db %s)", self.url, self.store.db_path)
+        if self.ssl_context is None and not is_loopback(self.host) and self.host != "localhost":
+            log.warning("serving %s WITHOUT TLS: room and admin tokens cross the network in plaintext; "
+                        "pass --tls-cert/--tls-key or put a TLS reverse proxy in front (see docs/lab-it.md)", self.url)
 
     async def stop(self) -> None:
         for task in (self._heartbeat_task, self._queue_task):
@@ -219,6 +234,7 @@ class CoordinatorServer:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
+        self.edge.flush_summaries(everything=True)
         await self.flush_audit()
         await self.store.close()
         log.info("coordinator stopped")
@@ -259,7 +275,11 @@ class CoordinatorServer:
 
     def audit(self, kind: str, actor: str, *, room_id: str | None = None, subject: str | None = None, detail: dict[str, Any] | None = None) -> None:
         """Append to the audit log without making the caller wait; writes stay in order
-        (one database thread) and :meth:`flush_audit` waits for them."""
+        (one database thread) and :meth:`flush_audit` waits for them. Failed-auth rows
+        are coalesced per address and window (:mod:`.limits`)."""
+        self.edge.audit(kind, actor, room_id=room_id, subject=subject, detail=detail)
+
+    def _audit_now(self, kind: str, actor: str, *, room_id: str | None = None, subject: str | None = None, detail: dict[str, Any] | None = None) -> None:
         task = asyncio.ensure_future(self._write_audit(kind, actor, room_id, subject, detail))
         self._audit_tasks.add(task)
         task.add_done_callback(self._audit_tasks.discard)
@@ -346,9 +366,19 @@ class CoordinatorServer:
     # --- connection handling ----------------------------------------------------------
 
     async def _handle(self, conn: ServerConnection) -> None:
+        address = await self.edge.admit(conn)
+        if address is None:
+            return
+        try:
+            await self._serve_link(conn, address)
+        finally:
+            self.edge.release(address)
+
+    async def _serve_link(self, conn: ServerConnection, address: str) -> None:
         link = Link(conn)
         link.writer = asyncio.create_task(link.write_loop())
         self._links.add(link)
+        strikes = 0
         try:
             async for raw in conn:
                 link.last_seen = time.monotonic()
@@ -357,8 +387,14 @@ class CoordinatorServer:
                 try:
                     await self._on_frame(link, raw)
                 except ProtocolError as exc:
-                    log.warning("rejected frame from %s: %s (%s)", link.who, exc.code, exc.message)
+                    if self.edge.refused(address, exc):
+                        strikes += 1
+                        log.debug("rate limited %s: %s", link.who, exc.message)
+                    else:
+                        log.warning("rejected frame from %s: %s (%s)", link.who, exc.code, exc.message)
                     link.send(Error(code=exc.code, message=exc.message[:500], ref=exc.ref))
+                    if strikes >= self.edge.limits.strikes_before_close:
+                        link.drop(f"rate_limited: kept sending after {strikes} refusals; {exc.message}")
                 except Exception:  # noqa: BLE001 - one bad frame must not end the connection
                     log.exception("internal error handling a frame from %s", link.who)
                     link.send(Error(code="internal", message="coordinator failed to handle this frame; see its log", ref=_ref_of(raw)))
@@ -396,6 +432,8 @@ class CoordinatorServer:
         ref = getattr(msg, "ref", None)
         if msg.TYPE in _CLIENT_BOUND:
             raise ProtocolError("unexpected_type", f"{msg.TYPE!r} is sent by the coordinator, not to it", ref=ref)
+        if isinstance(msg, (CreateRoom, Register, AdminRequest)):
+            self.edge.before_credentials(address_of(link.conn), ref)
         if isinstance(msg, CreateRoom):
             await self._on_create_room(link, msg)
             return
@@ -414,7 +452,7 @@ class CoordinatorServer:
             self._on_discover(link, msg)
         elif isinstance(msg, Relay):
             self._on_relay(link, msg)
-        elif isinstance(msg, (QueueSubmit, QueueWatch, QueueCancel)):
+        elif isinstance(msg, (QueueSubmit, QueueWatch, QueueCancel, ClientReport)):
             await self._on_queue_request(link, msg)
         elif isinstance(msg, JobReport):
             if link.entry.role != "worker":
@@ -425,9 +463,10 @@ class CoordinatorServer:
             raise ProtocolError("unexpected_type", f"{msg.TYPE!r} is not handled by this coordinator", ref=ref)
 
     async def _on_create_room(self, link: Link, msg: CreateRoom) -> None:
-        if not (0 < msg.ttl_hours <= MAX_TTL_HOURS):
-            raise ProtocolError("bad_value", f"ttl_hours must be in (0, {MAX_TTL_HOURS:g}]", ref=msg.ref)
+        admin = await self.edge.authorize_room(address_of(link.conn), link.who, msg, self.jobstore.check_admin_token)
         room_id, token, expires_at = await self.create_room(msg.ttl_hours)
+        if admin is not None:
+            self.audit("room_created", f"admin:{admin}", room_id=room_id, detail={"ttl_hours": msg.ttl_hours})
         link.send(RoomCreated(room_id=room_id, token=token, expires_at=expires_at, ref=msg.ref))
 
     async def _on_register(self, link: Link, msg: Register) -> None:
@@ -442,8 +481,9 @@ class CoordinatorServer:
             else:
                 room = await self.store.check_token(msg.room_id, msg.token)
                 peer_id = msg.peer_id or f"{msg.role[0]}-{secrets.token_hex(6)}"
-                record = self.queue.record(room.room_id, peer_id)
-                if msg.role == "worker" and record is not None and record.has_token:
+                # Read from the database, not memory: an enrolled id stays bound across restarts, for any role.
+                record = await self.jobstore.get_worker(room.room_id, peer_id) if msg.peer_id else None
+                if record is not None and record.has_token:
                     raise RoomAccessError("token_required", f"worker id {peer_id!r} is bound to a worker token; register with that token")
         except RoomAccessError as exc:
             log.warning("registration refused from %s room=%s: %s", link.who, msg.room_id[:64], exc.code)
@@ -454,7 +494,9 @@ class CoordinatorServer:
         if link.entry is not None:  # a concurrent register on this socket won the race
             raise ProtocolError("already_registered", "this connection is already registered", ref=msg.ref)
         existing = self.presence.get(room.room_id, peer_id)
-        if existing is not None:
+        if existing is not None and via_token:
+            self._replace(existing, link)
+        elif existing is not None:
             raise ProtocolError(
                 "peer_id_in_use",
                 f"peer id {peer_id!r} is connected in this room; pick another or wait for the old connection to time out",
@@ -483,6 +525,28 @@ class CoordinatorServer:
         else:
             await self.queue.dispatch(room.room_id)
 
+    def _replace(self, old: PeerEntry, new_link: Link) -> None:
+        """The holder of a worker token takes its id over from a live socket at once (a
+        restarted worker whose old socket has not timed out yet, or a squatter). The old
+        socket is told why and closed; it can no longer speak for the id."""
+        log.warning("worker %s/%s re-registered with its worker token from %s; dropping the old connection %s",
+                    old.room_id, old.peer_id, new_link.who, old.link.who)
+        self.audit("register_takeover", new_link.who, room_id=old.room_id, subject=old.peer_id, detail={"old_via_token": old.via_token})
+        old_link = old.link
+        old_link.send(Error(code="replaced", message=f"worker id {old.peer_id} registered again with its worker token from another connection; this one is closed"))
+        self._forget(old_link, "replaced by a registration with the worker token")
+        old_link.entry = None
+        asyncio.ensure_future(self._drop_when_flushed(old_link, "replaced by a registration with the worker token"))
+
+    @staticmethod
+    async def _drop_when_flushed(link: Link, reason: str, within: float = 2.0) -> None:
+        """Close ``link`` once its queued frames (the reason for closing) are written."""
+        deadline = time.monotonic() + within
+        while not link.outbox.empty() and time.monotonic() < deadline and not link.dropped:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the writer has taken the last frame; let it finish sending
+        link.drop(reason)
+
     async def _check_worker_token(self, msg: Register) -> tuple[Any, str]:
         """Room and worker id bound to a worker token; the token is the credential."""
         record = await self.jobstore.worker_by_token(msg.token)
@@ -494,7 +558,7 @@ class CoordinatorServer:
         self.queue.set_record(record)
         return room, record.worker_id
 
-    async def _on_queue_request(self, link: Link, msg: QueueSubmit | QueueWatch | QueueCancel) -> None:
+    async def _on_queue_request(self, link: Link, msg: QueueSubmit | QueueWatch | QueueCancel | ClientReport) -> None:
         entry = link.entry
         assert entry is not None
         if entry.role != "client":
@@ -506,9 +570,12 @@ class CoordinatorServer:
             link.send(Queued(job_id=job.job_id, position=self.queue.position(job) or 0, ref=msg.ref))
             await self.queue.dispatch(entry.room_id)
         elif isinstance(msg, QueueWatch):
-            await self.queue.watch(entry, msg.job_id, msg.ref)
+            await self.queue.watch(entry, msg.job_id, msg.ref, owner=msg.owner)
+        elif isinstance(msg, ClientReport):
+            await self.queue.client_report(entry, msg)
+            link.send(Ok(ref=msg.ref))
         else:
-            await self.queue.cancel(entry, msg.job_id, actor=entry.peer_id, ref=msg.ref)
+            await self.queue.cancel(entry, msg.job_id, actor=entry.peer_id, ref=msg.ref, owner=msg.owner)
             link.send(Ok(ref=msg.ref))
 
     def _on_update(self, link: Link, msg: UpdatePeer) -> None:

@@ -9,9 +9,11 @@ connection, one thread) works for tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import sqlite3
 import time
@@ -64,6 +66,27 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("sleap-rtc", appauthor=False)) / "coordinator.sqlite3"
 
 
+def _create_private(db: Path) -> None:
+    """Create the database file owner-only (0600), and its folder 0700 if we make it,
+    whatever the umask: it holds token hashes and the audit log. SQLite gives its
+    ``-wal``/``-shm`` files the database file's mode. An existing file is tightened too."""
+    missing = []
+    parent = db.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        os.chmod(db, 0o600)
+    except PermissionError:
+        log.warning("cannot make %s owner-only (not its owner); fix with: chmod 600 %s", db, db)
+
+
 class RoomStore:
     """Async facade over a SQLite file (or ``:memory:``) holding rooms."""
 
@@ -79,12 +102,16 @@ class RoomStore:
 
     def _open_sync(self) -> None:
         if self.db_path != ":memory:":
-            Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.db_path))
         db = sqlite3.connect(self.db_path, isolation_level=None)
         if self.db_path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        if self.db_path != ":memory:":
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError, PermissionError):
+                    os.chmod(self.db_path + suffix, 0o600)
         self._db = db
 
     async def close(self) -> None:

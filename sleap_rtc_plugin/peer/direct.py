@@ -51,10 +51,43 @@ ACK = struct.Struct("!Q")
 BLOCK = 1024 * 1024
 STALL_TIMEOUT = 60.0
 SOCKET_BUFFER = 4 * 1024 * 1024  # fewer wakeups per GB; the kernel caps it at net.core.[rw]mem_max
+#: Direct streams (each holds an OS thread) one process runs at once per direction,
+#: counted from the first byte of an accepted connection to the stream's close.
+MAX_DIRECT_STREAMS = 8
 
 
 class DirectPathError(Exception):
     """The direct stream could not be opened or broke; the caller falls back to the data channel."""
+
+
+class StreamSlots:
+    """A cap on concurrent direct streams, so connections cannot buy unbounded OS threads.
+
+    Each stream holds one thread for its whole life (a handshake, then a pump), and a
+    listener's port is open to anyone who can reach it. Past the cap a connection is
+    closed at once (the sender falls back to the data channel) instead of getting a thread.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.used = max(0, self.used - 1)
+
+
+#: Streams this process receives (listener side) and sends (connecting side).
+INCOMING = StreamSlots(MAX_DIRECT_STREAMS)
+OUTGOING = StreamSlots(MAX_DIRECT_STREAMS)
 
 
 @dataclass
@@ -177,9 +210,10 @@ def in_thread(fn: Callable[..., Any], *args: Any, name: str = "sleap-rtc-direct"
 class DirectStream:
     """One established, authenticated TLS stream on a blocking socket (used from one thread at a time)."""
 
-    def __init__(self, sock: ssl.SSLSocket, peer: object = None):
+    def __init__(self, sock: ssl.SSLSocket, peer: object = None, slot: StreamSlots | None = None):
         self.sock = sock
         self.peer = peer
+        self._slot = slot
 
     def recv_exactly(self, view: memoryview) -> None:
         """Fill ``view`` or raise ``ConnectionError`` (the peer closed mid-block)."""
@@ -198,11 +232,15 @@ class DirectStream:
             pass
 
     def close(self) -> None:
+        """Close the socket and free its slot (idempotent: the slot is given back once)."""
         self.abort()
         try:
             self.sock.close()
         except OSError:
             pass
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.give()
 
 
 OnStream = Callable[[DirectStream, int, int], Awaitable[None]]
@@ -261,13 +299,22 @@ class DirectListener:
         return tls, bytes(raw)
 
     async def _handle(self, conn: socket.socket, peer: object) -> None:
+        if not INCOMING.take():
+            log.info("direct path: refused a connection from %s: %d direct streams already running", peer, INCOMING.limit)
+            conn.close()
+            return
         try:
             tls, raw = await in_thread(self._handshake, conn, name="sleap-rtc-direct-accept")
         except (ConnectionError, OSError, ssl.SSLError) as exc:  # socket.timeout is an OSError
+            INCOMING.give()
             log.info("direct path: dropped a connection from %s before its header: %s", peer, str(exc) or type(exc).__name__)
             conn.close()
             return
-        stream = DirectStream(tls, peer)
+        except BaseException:
+            INCOMING.give()
+            conn.close()
+            raise
+        stream = DirectStream(tls, peer, INCOMING)
         token, tid, offset, length = STREAM_HEADER.unpack(raw)
         ok = hmac.compare_digest(hashlib.sha256(token).digest(), self._token_hash) and tid.hex() == self.transfer_id
         if not ok or self._used:
@@ -320,5 +367,11 @@ def _connect(host: str, port: int, cert_sha256: str, header: bytes, timeout: flo
 async def open_stream(host: str, port: int, cert_sha256: str, token: str, transfer_id: str, offset: int, length: int, timeout: float) -> DirectStream:
     """Connect, check the pinned certificate, then present the token; raises :class:`DirectPathError`."""
     header = STREAM_HEADER.pack(bytes.fromhex(token), bytes.fromhex(transfer_id), offset, length)
-    tls = await in_thread(_connect, host, port, cert_sha256, header, timeout, name="sleap-rtc-direct-connect")
-    return DirectStream(tls, (host, port))
+    if not OUTGOING.take():
+        raise DirectPathError(f"{OUTGOING.limit} direct streams already running")
+    try:
+        tls = await in_thread(_connect, host, port, cert_sha256, header, timeout, name="sleap-rtc-direct-connect")
+    except BaseException:
+        OUTGOING.give()
+        raise
+    return DirectStream(tls, (host, port), OUTGOING)

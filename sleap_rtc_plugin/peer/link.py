@@ -11,6 +11,11 @@ control path. File chunks are each one atomic data-channel message on the same
 ordered channel, so a keepalive lands between two chunks, never inside one. Any
 incoming frame counts as liveness; after ``idle_timeout`` seconds of silence the
 link closes itself (a half-dead link must not hang a transfer forever).
+
+Before authentication a peer is a stranger: it gets at most ``max_preauth_frames``
+frames (the handshake needs four) before the link is closed, :meth:`accept_files`
+only records where files will go (the folders are made once the handshake has
+succeeded), and what it does wrong is logged through a repeat-collapsing logger.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Literal
 from ..protocol import PEER, Message, ProtocolError
 from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, Keepalive, PeerError
 from ..protocol.transfer import TRANSFER_TYPES
+from ..util.ratelimited_log import collapse_repeats
 from . import auth
 from .errors import AuthError, LinkClosedError
 from .fastpath import SCTP, FastPaths
@@ -31,6 +37,12 @@ from .transfer import DEFAULT_CACHE_MAX_BYTES, DEFAULT_MAX_SIZE, FileReceiver, P
 from .transport import Transport
 
 log = logging.getLogger(__name__)
+#: What a remote peer makes us log: repeats collapse, so a flood cannot flood the journal.
+peer_log = logging.getLogger(__name__ + ".remote")
+collapse_repeats(peer_log)
+
+#: Frames a peer may send before it has authenticated (handshake: 4, plus keepalives).
+MAX_PREAUTH_FRAMES = 32
 
 _AUTH_TYPES = (Hello, AuthChallenge, AuthResponse, AuthResult)
 _CLOSED = object()
@@ -71,6 +83,11 @@ class PeerLink:
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._auth_inbox: asyncio.Queue = asyncio.Queue()
         self._unauth_bytes_logged = False
+        self.max_preauth_frames = MAX_PREAUTH_FRAMES
+        self.preauth_frames = 0
+        self._auth_running = False
+        self._auth_done = asyncio.Event()
+        self._pending_receiver: dict | None = None
         self.transfers = Transfers(self)
         transport.start(self._on_frame, self._on_transport_close)
         self._pump_task = asyncio.ensure_future(self._pump())
@@ -122,6 +139,13 @@ class PeerLink:
 
     def _on_frame(self, frame: str | bytes) -> None:
         self._last_seen = time.monotonic()
+        if not self.authenticated:
+            self.preauth_frames += 1
+            if self.preauth_frames > self.max_preauth_frames:
+                if self.preauth_frames == self.max_preauth_frames + 1:
+                    peer_log.warning("peer link %s: more than %d frames before authentication; closing", self.peer_id or self.role, self.max_preauth_frames)
+                    asyncio.ensure_future(self.close(f"more than {self.max_preauth_frames} frames before authentication"))
+                return
         self._raw.put_nowait(frame)
 
     def _on_transport_close(self, reason: str) -> None:
@@ -142,7 +166,7 @@ class PeerLink:
             try:
                 await self._handle(frame)
             except Exception:
-                log.exception("error handling a peer frame; continuing")
+                peer_log.exception("error handling a peer frame; continuing")
                 self._reply_error("internal", "the peer hit an internal error handling that frame")
         try:
             await self.transfers.shutdown()
@@ -155,12 +179,19 @@ class PeerLink:
         except Exception:
             pass
 
+    async def _settle_auth(self) -> None:
+        """Hold a non-handshake frame until a running handshake ends: the peer may send
+        its first request in the same breath as its last handshake frame."""
+        if not self.authenticated and self._auth_running:
+            await self._auth_done.wait()
+
     async def _handle(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):
+            await self._settle_auth()
             if not self.authenticated:
                 if not self._unauth_bytes_logged:
                     self._unauth_bytes_logged = True
-                    log.warning("binary frame before authentication refused")
+                    peer_log.warning("binary frame before authentication refused")
                     self._reply_error("unauthenticated", "file data before authentication refused")
                 return
             await self.transfers.on_chunk(frame)
@@ -168,7 +199,7 @@ class PeerLink:
         try:
             msg = PEER.decode(frame)
         except ProtocolError as exc:
-            log.warning("refused peer frame: %s: %s", exc.code, exc.message)
+            peer_log.warning("refused peer frame: %s: %s", exc.code, exc.message)
             self._reply_error(exc.code, exc.message)
             return
         if isinstance(msg, Keepalive):
@@ -176,8 +207,9 @@ class PeerLink:
         if isinstance(msg, _AUTH_TYPES) or (isinstance(msg, PeerError) and not self.authenticated):
             self._auth_inbox.put_nowait(msg)
             return
+        await self._settle_auth()
         if not self.authenticated:
-            log.warning("refused %s before authentication", msg.TYPE)
+            peer_log.warning("refused %s before authentication", msg.TYPE)
             self._reply_error("unauthenticated", f"{msg.TYPE} refused: authenticate first")
             return
         if msg.TYPE in TRANSFER_TYPES:
@@ -214,23 +246,36 @@ class PeerLink:
             secret = secret.encode()
         if require is None:
             require = secret is not None
+        self._auth_running = True
         try:
             if self.role == "worker":
                 mode = await auth.run_worker(self, secret, timeout)
             else:
                 mode = await auth.run_client(self, secret, require, timeout)
+            self._open_receiver()
         except AuthError as exc:
-            log.warning("authentication failed on link %s: %s", self.peer_id or self.role, exc)
+            self._end_auth()
+            peer_log.warning("authentication failed on link %s: %s", self.peer_id or self.role, exc)
             await asyncio.sleep(0.05)  # let the refusal frame leave before closing
             await self.close()
             raise
         except LinkClosedError as exc:
+            self._end_auth()
             raise AuthError("closed", f"the peer closed the link during authentication: {exc}") from None
+        except BaseException:
+            self._end_auth()
+            await self.close("authentication aborted")
+            raise
         self.auth_mode = mode
         self.authenticated = True
+        self._end_auth()
         log.info("peer link %s authenticated (%s) with %s", self.peer_id or self.role, mode, self.remote_peer_id)
         await self._tune_channel()
         return mode
+
+    def _end_auth(self) -> None:
+        self._auth_running = False
+        self._auth_done.set()
 
     # -- files ---------------------------------------------------------------
     def accept_files(
@@ -241,11 +286,22 @@ class PeerLink:
         partial_dir: str | Path | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
-    ) -> FileReceiver:
+    ) -> FileReceiver | None:
         """Accept incoming files into ``dest_dir`` (names sanitized; resumable from ``partial_dir``;
         cached by sha256, the cache capped at ``cache_max_bytes`` with least-recently-used
-        eviction; None: no cap). See :class:`FileReceiver`."""
-        self.transfers.receiver = FileReceiver(dest_dir, cache_dir=cache_dir, partial_dir=partial_dir, max_size=max_size, cache_max_bytes=cache_max_bytes)
+        eviction; None: no cap). See :class:`FileReceiver`.
+
+        Before authentication this only records the folders and returns None: they are
+        created when the handshake succeeds, so a stranger makes nothing on disk."""
+        self._pending_receiver = dict(dest_dir=dest_dir, cache_dir=cache_dir, partial_dir=partial_dir, max_size=max_size, cache_max_bytes=cache_max_bytes)
+        if not self.authenticated:
+            return None
+        return self._open_receiver()
+
+    def _open_receiver(self) -> FileReceiver | None:
+        if self._pending_receiver is not None:
+            pending, self._pending_receiver = self._pending_receiver, None
+            self.transfers.receiver = FileReceiver(**pending)
         return self.transfers.receiver
 
     async def send_file(self, path: str | Path, *, name: str | None = None, progress: Progress | None = None) -> SentFile:

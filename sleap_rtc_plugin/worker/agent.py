@@ -18,6 +18,7 @@ the attempt that replaced it owns the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -29,20 +30,24 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..config import Settings, user_data_dir
+from ..errors import UserError
 from ..coordinator.client import CoordinatorClient, CoordinatorError, create_room
 from ..peer import secrets
-from ..peer.connection import accept
 from ..peer.fastpath import FastPaths
-from ..peer.errors import AuthError, PeerLinkError
+from ..peer.errors import PeerLinkError, TransferError
 from ..peer.link import PeerLink
 from ..protocol.coordinator import Relay
+from ..protocol.names import child_path
 from ..protocol.peer import Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultFile, ResultReleased
 from ..protocol.queue import CheckpointNotice, JobDispatch
 from .checkpoints import CheckpointWatcher, Snapshot as CheckpointSnapshot
 from ..protocol.session_string import SessionString
 from .engine import JobEngine, JobFailedError
+from .private import private_dir
+from . import link_server
 from .gpu import capabilities
 from .outbox import Outbox
+from .owners import MIN_OWNER_CHARS, OWNER_KEY, not_owner, owner_hash, owner_matches, owner_required
 from .runner import hydra_value
 from .state import Snapshot, WorkerBusy, WorkerState
 
@@ -63,6 +68,7 @@ class WorkerOptions:
     ice_loopback: bool = False
     cancel_grace: float = 10.0
     max_file_bytes: int = 20 * 1024**3
+    max_unpacked_bytes: int = 20 * 1024**3
     cache_max_bytes: int = 10 * 1024**3
     fastpaths: FastPaths = field(default_factory=FastPaths)
     embedded_host: str = "127.0.0.1"
@@ -73,6 +79,8 @@ class WorkerOptions:
     checkpoint_interval: float = 60.0
     capabilities_refresh: float = 60.0
     report_patience: float = 300.0
+    preauth_timeout: float = link_server.DEFAULT_PREAUTH_TIMEOUT
+    insecure_no_secret: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, labels: dict[str, str] | None = None, room_secret: str | None = None) -> "WorkerOptions":
@@ -90,6 +98,7 @@ class WorkerOptions:
             ice_loopback=bool(settings.get("ice_loopback")),
             cancel_grace=float(settings.get("worker.cancel_grace", 10.0)),
             max_file_bytes=int(settings.get("transfer.max_file_mb", 20480)) * 1024 * 1024,
+            max_unpacked_bytes=int(settings.get("worker.max_unpacked_mb", 20480)) * 1024 * 1024,
             cache_max_bytes=int(settings.get("transfer.cache_mb", 10240)) * 1024 * 1024,
             fastpaths=FastPaths.from_settings(settings),
             embedded_host=settings.get("server.host", "127.0.0.1"),
@@ -98,6 +107,8 @@ class WorkerOptions:
             heartbeat_interval=float(settings.get("server.heartbeat_interval", 10.0)),
             heartbeat_timeout=float(settings.get("server.heartbeat_timeout", 30.0)),
             checkpoint_interval=float(settings.get("worker.checkpoint_interval", 60.0)),
+            preauth_timeout=float(settings.get("worker.preauth_timeout", link_server.DEFAULT_PREAUTH_TIMEOUT)),
+            insecure_no_secret=bool(settings.get("worker.insecure_no_secret", False)),
         )
 
 
@@ -140,6 +151,7 @@ class _Job:
     message: str = ""
     dispatch: _Dispatch | None = None
     superseded: bool = False
+    owner_sha256: str | None = None
 
 
 class Worker:
@@ -173,8 +185,10 @@ class Worker:
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
-        for sub in ("jobs", "incoming", "cache", "partial"):
-            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        joining = bool(self.server_url and self.room_id and self.token)
+        if joining:
+            self._require_secret()
+        private_dir(self.data_dir, "jobs", "incoming", "cache", "partial")
         if not self.server_url:
             from ..coordinator.server import CoordinatorServer
 
@@ -182,6 +196,7 @@ class Worker:
             self.embedded = CoordinatorServer(
                 self.options.embedded_host, self.options.embedded_port, db,
                 heartbeat_interval=self.options.heartbeat_interval, heartbeat_timeout=self.options.heartbeat_timeout,
+                allow_room_token_workers=True,  # its only worker is this one, the room's creator
             )
             await self.embedded.start()
             self.server_url = self.embedded.url
@@ -189,9 +204,8 @@ class Worker:
         if not self.room_id or not self.token:
             self.room_id, self.token, _ = await create_room(self.server_url)
             log.info("created room %s", self.room_id)
-        self.secret = secrets.lookup_secret(self.room_id, explicit=self.options.room_secret)
-        if self.secret is None:
-            log.warning("no room secret configured: accepting any client of room %s (legacy mode); set one with `sleap-rtc room create-secret --room %s --save`", self.room_id, self.room_id)
+        if not joining:
+            self.secret = secrets.lookup_secret(self.room_id, explicit=self.options.room_secret) or await asyncio.to_thread(self._new_secret)
         self.capabilities = await asyncio.to_thread(self._probe)
         self.coordinator = CoordinatorClient(
             self.server_url, room_id=self.room_id, token=self.token, role="worker",
@@ -257,29 +271,40 @@ class Worker:
     def peer_id(self) -> str | None:
         return self.coordinator.peer_id if self.coordinator else None
 
-    def session_string(self) -> str:
-        assert self.room_id and self.token and self.peer_id
-        return SessionString(self.room_id, self.token, self.peer_id, self.server_url).encode()
+    def _require_secret(self) -> None:
+        """Joining a room: its secret must be configured, or legacy mode chosen explicitly."""
+        assert self.room_id
+        self.secret = secrets.lookup_secret(self.room_id, explicit=self.options.room_secret)
+        if self.secret is not None:
+            return
+        if not self.options.insecure_no_secret:
+            raise UserError(
+                f"room {self.room_id} has no room secret here: pass --room-secret, set {secrets.env_var_name(self.room_id)}, or run "
+                f"`sleap-rtc room create-secret --room {self.room_id} --save` (or --insecure-no-secret to let any room member use this worker)"
+            )
+        log.warning("no room secret configured: accepting any client of room %s (legacy mode, --insecure-no-secret)", self.room_id)
 
-    def banner(self) -> str:
-        lines = [
-            f"sleap-rtc worker {self.name} is ready ({self.capabilities.get('accelerator', 'cpu')}).",
-            f"  coordinator: {self.server_url}" + ("  (embedded in this worker)" if self.embedded else ""),
-            f"  room id:     {self.room_id}",
-            f"  room token:  {self.token}",
-            f"  worker id:   {self.peer_id}",
-        ]
-        if self.status_server is not None:
-            lines.append(f"  status:      http://127.0.0.1:{self.status_server.port}/status")
-        lines += [
-            "",
-            "Connect a client to this worker with:",
-            f"  sleap-rtc client-train --session-string {self.session_string()} --pkg-path PACKAGE",
-            "Or join more workers/clients to the room with --room-id and --token.",
-        ]
-        if self.secret is None:
-            lines.append("No room secret set: any client with the room token may use this worker.")
-        return "\n".join(lines)
+    def _new_secret(self) -> bytes:
+        """This worker made the room, so it makes the secret too; saved 0600, carried in the session string."""
+        assert self.room_id
+        value = secrets.create_secret(self.room_id)
+        try:
+            where = secrets.store_secret(self.room_id, value)
+            log.info("created a room secret for room %s (saved to %s; it is in the session string)", self.room_id, where)
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("created a room secret for room %s but could not save it (%s); it is in the session string", self.room_id, exc)
+        return value.encode()
+
+    def session_string(self) -> str:
+        """Everything a client needs: room, token, worker, coordinator and the room secret."""
+        assert self.room_id and self.token and self.peer_id
+        secret = self.secret.decode("utf-8", "replace") if self.secret else None
+        return SessionString(self.room_id, self.token, self.peer_id, self.server_url, secret).encode()
+
+    def banner(self, *, interactive: bool = True) -> str:
+        from .banner import render
+
+        return render(self, interactive=interactive)
 
     def _metadata(self) -> dict[str, Any]:
         return {**self.capabilities, "name": self.name, "labels": self.options.labels, "version": __version__}
@@ -482,86 +507,13 @@ class Worker:
         d.resume = _Resume(Path(got.path), msg.model, msg.epoch, msg.sha256)
         log.info("job %s attempt %d: received checkpoint of %s (epoch %s) to resume from", d.job_id, d.attempt, msg.model, msg.epoch)
 
-    # -- offers -----------------------------------------------------------------
+    # -- offers: see link_server.py (nothing before authentication touches disk or reserves) --
     def _on_relay(self, relay: Relay) -> None:
         if relay.kind == "offer" and relay.source:
-            self._spawn(self._handle_offer(relay))
-
-    async def _reject(self, client: str, code: str, message: str) -> None:
-        log.info("rejected offer from %s: %s", client, message)
-        assert self.coordinator is not None
-        await self.coordinator.relay(client, "reject", {"code": code, "message": message})
-
-    async def _handle_offer(self, relay: Relay) -> None:
-        assert self.coordinator is not None and relay.source
-        client = relay.source
-        payload = relay.payload
-        intent = payload.get("intent", "submit")
-        job_id = payload.get("job_id")
-        offer = payload.get("offer")
-        if not isinstance(offer, dict) or intent not in ("submit", "attach") or not isinstance(job_id, str) or not job_id:
-            await self._reject(client, "bad_offer", "malformed offer; upgrade the client (sleap-rtc-plugin) to match this worker")
-            return
-        reserved = False
-        dispatch = self._dispatches.get(job_id) if intent == "submit" else None
-        if dispatch is not None:
-            if dispatch.client_id != client or self._reservation != (client, job_id):
-                await self._reject(client, "not_dispatched", f"job {job_id} was dispatched to worker {self.name} for another client")
-                return
-            reserved = True
-        elif intent == "submit":
-            try:
-                self.state.reserve(client)
-                self._reservation = (client, job_id)
-                reserved = True
-            except WorkerBusy as exc:
-                await self._reject(client, "busy", str(exc))
-                return
-        elif job_id not in self.jobs and self.outbox.get(job_id) is None:
-            await self._reject(client, "unknown_job", f"worker {self.name} has no job {job_id} (results already fetched, or it ran elsewhere)")
-            return
-        try:
-            answer, link_task = await accept(
-                offer, ice_servers=self.options.ice_servers, role="worker", peer_id=self.peer_id or "",
-                allow_loopback=self.options.ice_loopback, fastpaths=self.options.fastpaths,
-            )
-            await self.coordinator.relay(client, "answer", answer)
-            link = await link_task
-        except (PeerLinkError, ValueError, OSError) as exc:
-            log.warning("connection with %s failed: %s", client, exc)
-            if dispatch is not None:
-                await self._abandon_dispatch(dispatch, f"peer connection with client {client} failed: {exc}")
-            elif reserved:
-                self._release(client, job_id)
-            return
-        self._links.add(link)
-        try:
-            await self._serve(link, client, intent, job_id)
-        finally:
-            self._links.discard(link)
-            if reserved and self._reservation == (client, job_id):
-                log.info("client %s left before submitting job %s; available again", client, job_id)
-                if dispatch is not None and self._dispatches.get(job_id) is dispatch:
-                    await self._abandon_dispatch(dispatch, f"client {client} left before submitting the job")
-                else:
-                    self._release(client, job_id)
-            if not link.closed.is_set():
-                await link.close("session over")
+            self._spawn(link_server.handle_offer(self, relay))
 
     # -- one authenticated link ---------------------------------------------------
-    async def _serve(self, link: PeerLink, client: str, intent: str, job_id: str) -> None:
-        # Ready for files before the handshake ends: the client may offer its first file
-        # in the same breath as its last handshake frame (nothing is accepted unauthenticated).
-        incoming = self.data_dir / "incoming" / job_id
-        link.accept_files(incoming, cache_dir=self.data_dir / "cache", partial_dir=self.data_dir / "partial", max_size=self.options.max_file_bytes,
-                          cache_max_bytes=self.options.cache_max_bytes)
-        try:
-            await link.authenticate(self.secret)
-        except AuthError as exc:
-            self.last_error = f"client {client} failed authentication: {exc}"
-            return
-        if intent == "attach":
-            await self._attach(link, job_id)
+    async def _serve(self, link: PeerLink, client: str, intent: str, job_id: str, incoming: Path) -> None:
         while not link.closed.is_set():
             try:
                 msg = await link.recv()
@@ -570,25 +522,26 @@ class Worker:
             if isinstance(msg, JobSubmit):
                 await self._submit(link, client, msg, incoming)
             elif isinstance(msg, Attach):
-                await self._attach(link, msg.job_id)
+                await self._attach(link, msg)
             elif isinstance(msg, Control):
                 await self._control(link, msg)
             elif isinstance(msg, CheckpointNotice):
                 await self._receive_resume(link, client, msg)
             elif isinstance(msg, ResultAck):
-                if self.outbox.get(msg.job_id) is not None:
-                    await asyncio.to_thread(self.outbox.ack, msg.job_id)
-                    self.jobs.pop(msg.job_id, None)
-                    log.info("job %s: results acknowledged by %s; outbox entry removed", msg.job_id, client)
-                    await asyncio.to_thread(shutil.rmtree, self.data_dir / "incoming" / msg.job_id, True)
-                    await asyncio.to_thread(shutil.rmtree, self.data_dir / "jobs" / msg.job_id, True)
-                await link.send(ResultReleased(job_id=msg.job_id))
+                await self._ack(link, client, msg)
         for job in self.jobs.values():
             job.followers.discard(link)
 
     async def _submit(self, link: PeerLink, client: str, msg: JobSubmit, incoming: Path) -> None:
         if self._reservation != (client, msg.job_id):
             await link.send(PeerError(code="not_reserved", message="submit the job on the connection that reserved this worker", job_id=msg.job_id))
+            return
+        if len(msg.owner) < MIN_OWNER_CHARS:
+            await link.send(owner_required(msg.job_id))
+            return
+        if msg.job_id in self.jobs or await asyncio.to_thread(self.outbox.get, msg.job_id) is not None:
+            self._release(client, msg.job_id)
+            await link.send(PeerError(code="job_exists", message=f"worker {self.name} already holds a job {msg.job_id}; submit under a new job id", job_id=msg.job_id))
             return
         by_sha: dict[str, Path] = {}
         wanted = {msg.package_sha256, *msg.inputs.values()}
@@ -610,10 +563,10 @@ class Worker:
         if missing:
             await link.send(PeerError(code="no_package", message=f"input(s) {', '.join(missing)} did not arrive before job_submit; submit again", job_id=msg.job_id))
             return
-        job_dir = self.data_dir / "jobs" / msg.job_id
+        job_dir = child_path(self.data_dir / "jobs", msg.job_id)
         inputs = {name: by_sha[sha] for name, sha in msg.inputs.items()}
         engine = JobEngine(msg.job_id, by_sha[msg.package_sha256], job_dir, kind=msg.kind, options=msg.options, cancel_grace=self.options.cancel_grace,
-                           inputs=inputs)
+                           inputs=inputs, max_unpacked_bytes=self.options.max_unpacked_bytes)
         dispatch = self._dispatches.get(msg.job_id)
         try:
             spec = await engine.prepare()
@@ -622,12 +575,12 @@ class Worker:
             log.warning("job %s rejected: %s", msg.job_id, exc)
             if dispatch is not None:
                 self._end_dispatch(dispatch)
-                await self._report(msg.job_id, dispatch.attempt, "failed", failure="job", message=str(exc))
+                await self._report(msg.job_id, dispatch.attempt, "failed", failure="job" if exc.own_error else "infra", message=str(exc))
             await link.send(JobStatus(job_id=msg.job_id, state="failed", message=str(exc)))
             return
         if dispatch is not None and msg.kind == "train":
             self._plan_resume(engine, spec, dispatch)
-        job = _Job(msg.job_id, msg.kind, client, engine=engine, followers={link}, dispatch=dispatch)
+        job = _Job(msg.job_id, msg.kind, client, engine=engine, followers={link}, dispatch=dispatch, owner_sha256=owner_hash(msg.owner))
         self.jobs[msg.job_id] = job
         self.job = job
         self.state.start(engine, msg.kind, client)
@@ -696,7 +649,7 @@ class Worker:
                 await asyncio.gather(relay, return_exceptions=True)
             entry = await asyncio.to_thread(
                 self.outbox.put, job.job_id, job_type=job.kind, run_dirs=output.run_dirs, files=output.files,
-                metadata={"client": job.client_id, "worker": self.name, "attempt": d.attempt if d else None},
+                metadata={"client": job.client_id, "worker": self.name, "attempt": d.attempt if d else None, OWNER_KEY: job.owner_sha256},
             )
             job.state = "succeeded"
             log.info("job %s succeeded; %d result file(s) in the outbox", job.job_id, len(entry.files))
@@ -750,8 +703,27 @@ class Worker:
                 log.info("job %s: sent result %s", job_id, sent.summary())
         except PeerLinkError as exc:
             log.warning("job %s: sending results failed (%s); they stay in the outbox for --attach", job_id, exc)
+            if isinstance(exc, TransferError):  # the client's receiver refused (a full disk): tell it now, not after its timeout
+                with contextlib.suppress(PeerLinkError):
+                    await link.send(PeerError(code=exc.code, message=str(exc), job_id=job_id))
 
-    async def _attach(self, link: PeerLink, job_id: str) -> None:
+    async def _owner_of(self, job_id: str) -> tuple[bool, str | None]:
+        """(known, owner hash) of a job, running or parked in the outbox (which outlives a restart)."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return True, job.owner_sha256
+        entry = await asyncio.to_thread(self.outbox.get, job_id)
+        if entry is not None:
+            return True, entry.metadata.get(OWNER_KEY)
+        return False, None
+
+    async def _attach(self, link: PeerLink, msg: Attach) -> None:
+        job_id = msg.job_id
+        known, owner = await self._owner_of(job_id)
+        if known and not owner_matches(owner, msg.owner):
+            log.warning("refused an attach to job %s: wrong owner credential", job_id)
+            await link.send(not_owner(job_id, "attach to"))
+            return
         job = self.jobs.get(job_id)
         if job is not None and job.task is not None and not job.task.done():
             job.followers.add(link)
@@ -769,6 +741,10 @@ class Worker:
         if job is None or job.engine is None or job.task is None or job.task.done():
             await link.send(PeerError(code="unknown_job", message=f"no running job {msg.job_id} on this worker", job_id=msg.job_id))
             return
+        if not owner_matches(job.owner_sha256, msg.owner):
+            log.warning("refused a %s of job %s: wrong owner credential", msg.command, msg.job_id)
+            await link.send(not_owner(msg.job_id, msg.command))
+            return
         if msg.command == "stop":
             log.info("job %s: stop early requested", msg.job_id)
             job.state = "stopping"
@@ -776,3 +752,18 @@ class Worker:
         else:
             log.info("job %s: cancel requested", msg.job_id)
             await job.engine.cancel(self.options.cancel_grace)
+
+    async def _ack(self, link: PeerLink, client: str, msg: ResultAck) -> None:
+        """Drop the outbox copy, only for the job's owner: an ack deletes hours of GPU work."""
+        known, owner = await self._owner_of(msg.job_id)
+        if known and not owner_matches(owner, msg.owner):
+            log.warning("refused a result_ack of job %s from %s: wrong owner credential", msg.job_id, client)
+            await link.send(not_owner(msg.job_id, "acknowledge (and so delete) the results of"))
+            return
+        if await asyncio.to_thread(self.outbox.get, msg.job_id) is not None:
+            await asyncio.to_thread(self.outbox.ack, msg.job_id)
+            self.jobs.pop(msg.job_id, None)
+            log.info("job %s: results acknowledged by %s; outbox entry removed", msg.job_id, client)
+            await asyncio.to_thread(shutil.rmtree, self.data_dir / "incoming" / msg.job_id, True)
+            await asyncio.to_thread(shutil.rmtree, self.data_dir / "jobs" / msg.job_id, True)
+        await link.send(ResultReleased(job_id=msg.job_id))

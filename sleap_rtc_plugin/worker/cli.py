@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conn.add_argument("--server", metavar="URL", help="coordinator websocket URL (default: signaling_ws from config; unset = start an embedded coordinator)")
     conn.add_argument("--room-id", metavar="ID", help="room to join (default: create a new room)")
     conn.add_argument("--token", metavar="TOKEN", help="room token (or SLEAP_RTC_TOKEN)")
-    conn.add_argument("--room-secret", metavar="SECRET", help="room secret clients must prove they know (or SLEAP_RTC_ROOM_SECRET_<ROOM_ID>)")
+    conn.add_argument("--room-secret", metavar="SECRET", help="room secret clients must prove they know (or SLEAP_RTC_ROOM_SECRET_<ROOM_ID>); "
+                      "a worker that creates its room makes one and puts it in the session string")
+    conn.add_argument("--insecure-no-secret", action="store_true", default=None,
+                      help="join an existing room without a room secret (legacy mode: anyone with the room token may use this worker)")
     conn.add_argument("--host", metavar="ADDR", help="address an embedded coordinator binds (default 127.0.0.1)")
     conn.add_argument("--port", type=int, metavar="PORT", help="port an embedded coordinator binds (default 8765)")
     me = parser.add_argument_group("this worker")
@@ -51,6 +54,7 @@ async def run(args: argparse.Namespace) -> int:
         worker__data_dir=args.data_dir,
         worker__status_port=args.status_port,
         worker__checkpoint_interval=getattr(args, "checkpoint_interval", None),
+        worker__insecure_no_secret=getattr(args, "insecure_no_secret", None),
     )
     labels = {**settings["worker.labels"], **parse_labels(args.label)}
     options = WorkerOptions.from_settings(settings, labels=labels, room_secret=args.room_secret)
@@ -64,7 +68,9 @@ async def run(args: argparse.Namespace) -> int:
         except NotImplementedError:  # Windows: Ctrl-C arrives as KeyboardInterrupt
             pass
     await worker.start()
-    print(worker.banner(), flush=True)
+    from .banner import print_banner
+
+    await asyncio.to_thread(print_banner, worker)
     try:
         await stop.wait()
     finally:

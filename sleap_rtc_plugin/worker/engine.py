@@ -8,6 +8,7 @@ process handling, and every failure reaches it as one :class:`JobFailedError`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import re
@@ -17,20 +18,37 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from .package import JobSpec, PackageError, open_package
+from .private import private_dir
 from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob
+from .unpack import Limits
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
-class JobFailedError(Exception):
-    """The job cannot run or did not succeed; ``str()`` is one actionable line."""
+#: How a full disk shows in sleap-nn's output (Python's OSError text, errno 28).
+_NO_SPACE = re.compile(r"No space left on device|\[Errno %d\]|ENOSPC|disk quota exceeded" % errno.ENOSPC, re.IGNORECASE)
 
-    def __init__(self, message: str, *, cancelled: bool = False, own_error: bool = True):
+
+class JobFailedError(Exception):
+    """The job cannot run or did not succeed; ``str()`` is one actionable line.
+
+    ``own_error`` False means the worker failed, not the job (a full disk): a queued
+    job is then retried elsewhere. ``code`` is a stable word for the refusal
+    (``bad_package``, ``package_too_large``, ``disk_full``) when there is one.
+    """
+
+    def __init__(self, message: str, *, cancelled: bool = False, own_error: bool = True, code: str | None = None):
         super().__init__(message)
         self.cancelled = cancelled
         self.own_error = own_error
+        self.code = code
+
+
+def out_of_space(exc: JobFailed) -> bool:
+    """True when sleap-nn died of a full disk: the worker's failure, not the job's."""
+    return any(_NO_SPACE.search(line) for line in [str(exc), *exc.tail])
 
 
 @dataclass
@@ -44,13 +62,15 @@ class JobEngine:
 
     def __init__(self, job_id: str, package_path: Path, job_dir: Path, *, kind: str, options: dict[str, Any] | None = None, cancel_grace: float = 10.0,
                  overrides: list[str] | None = None, model_overrides: dict[str, list[str]] | None = None,
-                 inputs: dict[str, Path] | None = None):
+                 inputs: dict[str, Path] | None = None, max_unpacked_bytes: int | None = None):
         """``overrides``/``model_overrides`` are extra sleap-nn Hydra overrides for training
         (all models / one model by head): queued jobs add ``save_last`` and resume paths.
-        ``inputs``: files sent beside the package (videos), placed at ``inputs/<name>``."""
+        ``inputs``: files sent beside the package (videos), placed at ``inputs/<name>``.
+        ``max_unpacked_bytes``: the package's unpack cap (``worker.max_unpacked_mb``)."""
         self.job_id = job_id
         self.package_path = Path(package_path)
         self.inputs = dict(inputs or {})
+        self.limits = Limits(max_total_bytes=max_unpacked_bytes) if max_unpacked_bytes else Limits()
         self.job_dir = Path(job_dir)
         self.kind = kind
         self.options = dict(options or {})
@@ -89,10 +109,17 @@ class JobEngine:
         if self.job_dir.exists():
             await asyncio.to_thread(shutil.rmtree, self.job_dir)
         try:
-            spec = await asyncio.to_thread(functools.partial(open_package, self.package_path, self.job_dir / "package", inputs=self.inputs))
+            await asyncio.to_thread(private_dir, self.job_dir)
+            spec = await asyncio.to_thread(functools.partial(open_package, self.package_path, self.job_dir / "package",
+                                                             inputs=self.inputs, limits=self.limits))
         except PackageError as exc:
             await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
-            raise JobFailedError(f"package rejected: {exc}") from None
+            raise JobFailedError(f"package rejected ({exc.code}): {exc}", own_error=exc.own_error, code=exc.code) from None
+        except OSError as exc:
+            await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise JobFailedError(f"worker disk is full ({exc.strerror}); try another worker", own_error=False, code="disk_full") from None
         if spec.kind != self.kind:
             wanted = "a training package (with model configs)" if self.kind == "train" else "an inference package (with trained models)"
             raise JobFailedError(f"this {self.kind} job needs {wanted}, but the package holds a {spec.kind} job")
@@ -114,7 +141,14 @@ class JobEngine:
             raise JobFailedError(str(exc) or "cancelled", cancelled=True) from None
         except JobFailed as exc:
             tail = " | ".join(line for line in exc.tail[-3:] if line.strip())
+            if out_of_space(exc):
+                raise JobFailedError(f"worker disk is full: {exc}" + (f" — last output: {tail}" if tail else ""),
+                                     own_error=False, code="disk_full") from None
             raise JobFailedError(f"{exc}" + (f" — last output: {tail}" if tail else "")) from None
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise JobFailedError(f"worker disk is full ({exc.strerror}) while running the job", own_error=False, code="disk_full") from None
         if self.kind == "train":
             return JobOutput(run_dirs=list(result.run_dirs))
         return JobOutput(files=list(result.predictions))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..peer.transfer import sha256_file
+from .private import private_dir, private_tree
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,7 @@ class Outbox:
     """Results on disk under ``<data_dir>/outbox``; survive restarts until acked."""
 
     def __init__(self, data_dir: str | Path):
-        self.root = Path(data_dir) / "outbox"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(data_dir, "outbox") / "outbox"
         for stale in self.root.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
 
@@ -113,7 +113,7 @@ class Outbox:
         if final.exists():
             raise OutboxError(f"outbox already holds job {job_id}; ack it before storing again")
         tmp = self.root / f".tmp-{job_id}-{os.getpid()}-{time.monotonic_ns()}"
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)
         try:
             entries: list[OutboxFile] = []
             names: set[str] = set()
@@ -151,6 +151,7 @@ class Outbox:
                 json.dump(manifest, f, indent=2, sort_keys=True)
                 f.flush()
                 os.fsync(f.fileno())
+            private_tree(tmp)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

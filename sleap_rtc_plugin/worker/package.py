@@ -21,10 +21,9 @@ All functions here block on disk; call them via ``asyncio.to_thread``.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
@@ -32,10 +31,9 @@ from typing import Any, Sequence
 import yaml
 
 from ..protocol.peer import INPUTS_DIR, plain_file_name
-
-
-class PackageError(ValueError):
-    """A package that cannot be run; the message is one actionable line."""
+from .refusals import PackageError
+from .sleapnn_args import check_device, check_extra_args, check_training_config, safe_run_name
+from .unpack import Limits, check_entry_name, check_zip, extract
 
 
 #: Training order of heads: a top-down pipeline trains its centroid model first.
@@ -47,15 +45,6 @@ HEAD_ORDER = {
     "centered_instance": 2,
     "multi_class_topdown": 2,
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps that keep a hostile package from filling the disk."""
-
-    max_entries: int = 10_000
-    max_total_bytes: int = 50 * 1024**3
-    max_entry_bytes: int = 50 * 1024**3
 
 
 @dataclass
@@ -98,75 +87,6 @@ class JobSpec:
         return "train" if self.models else "track"
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def check_entry_name(name: str) -> PurePosixPath:
-    """Return the entry's relative path, or raise if it could escape the job dir."""
-    if not name or "\x00" in name:
-        raise PackageError(f"package entry {name!r} has an empty or NUL name")
-    if "\\" in name:
-        raise PackageError(f"package entry {name!r} contains a backslash; only '/' separators are allowed")
-    if name.startswith("/") or _DRIVE.match(name):
-        raise PackageError(f"package entry {name!r} is an absolute path")
-    parts = PurePosixPath(name).parts
-    if any(part == ".." for part in parts):
-        raise PackageError(f"package entry {name!r} points outside the package ('..')")
-    return PurePosixPath(*[p for p in parts if p != "."])
-
-
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
-    return stat.S_ISLNK(info.external_attr >> 16)
-
-
-def check_zip(zf: zipfile.ZipFile, limits: Limits = Limits()) -> list[zipfile.ZipInfo]:
-    """Validate every entry of an open zip; return the file entries."""
-    infos = zf.infolist()
-    if len(infos) > limits.max_entries:
-        raise PackageError(f"package has {len(infos)} entries; the limit is {limits.max_entries}")
-    total = 0
-    files = []
-    seen: set[PurePosixPath] = set()
-    for info in infos:
-        rel = check_entry_name(info.filename)
-        if _is_symlink(info):
-            raise PackageError(f"package entry {info.filename!r} is a symlink; symlinks are not allowed")
-        if info.is_dir():
-            continue
-        if rel in seen:
-            raise PackageError(f"package entry {info.filename!r} appears twice")
-        seen.add(rel)
-        if info.file_size > limits.max_entry_bytes:
-            raise PackageError(
-                f"package entry {info.filename!r} unpacks to {info.file_size} bytes; the limit is {limits.max_entry_bytes}"
-            )
-        total += info.file_size
-        if total > limits.max_total_bytes:
-            raise PackageError(
-                f"package unpacks to more than {limits.max_total_bytes} bytes (zip bomb guard)"
-            )
-        files.append(info)
-    return files
-
-
-def _extract(zf: zipfile.ZipFile, files: Sequence[zipfile.ZipInfo], dest: Path) -> None:
-    dest_resolved = dest.resolve()
-    for info in files:
-        target = dest / check_entry_name(info.filename)
-        if not target.resolve().is_relative_to(dest_resolved):
-            raise PackageError(f"package entry {info.filename!r} resolves outside the job dir")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        with zf.open(info) as src, open(target, "wb") as out:
-            while chunk := src.read(1 << 20):
-                written += len(chunk)
-                if written > info.file_size:
-                    raise PackageError(
-                        f"package entry {info.filename!r} unpacks past its declared size (zip bomb guard)"
-                    )
-                out.write(chunk)
-
-
 def _load_yaml(path: Path, what: str) -> Any:
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -186,6 +106,8 @@ def head_of(config: Any, name: str) -> str:
     active = [k for k, v in heads.items() if v is not None]
     if len(active) != 1:
         raise PackageError(f"config {name} must set exactly one head in model_config.head_configs, found {active or 'none'}")
+    if active[0] not in HEAD_ORDER:
+        raise PackageError(f"config {name}: unknown head type {str(active[0])[:40]!r}; expected one of {', '.join(sorted(HEAD_ORDER))}")
     return active[0]
 
 
@@ -203,14 +125,17 @@ def _model_spec(root: Path, cfg_path: Path, run_name: str | None) -> ModelSpec:
         raise PackageError(f"package has no {cfg_path.name} (named in jobs.yaml)")
     config = _load_yaml(cfg_path, "config")
     head = head_of(config, cfg_path.name)
+    check_training_config(config, root, cfg_path.name)
     trainer = config.get("trainer_config") or {}
+    if not isinstance(trainer, dict):
+        raise PackageError(f"config {cfg_path.name}: trainer_config must be a mapping")
     if not run_name:
         run_name = trainer.get("run_name") or head
     epochs = trainer.get("max_epochs")
     return ModelSpec(
         head=head,
         config_path=cfg_path,
-        run_name=str(run_name),
+        run_name=safe_run_name(run_name, head),
         max_epochs=int(epochs) if isinstance(epochs, int) else None,
     )
 
@@ -263,11 +188,15 @@ def parse_job_dir(root: Path) -> JobSpec:
                 raise PackageError(f"package has no {data.name} (the data to predict on)")
             command = job.get("command", "predict")
             if command not in ("track", "predict"):
-                raise PackageError(f"jobs.yaml: inference[{i}].command must be 'track' or 'predict', got {command!r}")
+                raise PackageError(f"jobs.yaml: inference[{i}].command must be 'track' or 'predict', got {str(command)[:40]!r}")
             extra = job.get("extra_args") or []
             if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
                 raise PackageError(f"jobs.yaml: inference[{i}].extra_args must be a list of strings")
-            output = PurePosixPath(str(job.get("output_path") or f"{data.name}.predictions.slp")).name
+            extra = check_extra_args(extra, command, f"jobs.yaml: inference[{i}].extra_args")
+            device = check_device(job.get("device"), f"jobs.yaml: inference[{i}]")
+            output = PurePosixPath(str(job.get("output_path") or f"{data.name}.predictions.slp").replace("\\", "/")).name
+            if not plain_file_name(output) or output.startswith("."):
+                raise PackageError(f"jobs.yaml: inference[{i}].output_path {output[:80]!r} must end in a plain file name")
             video_index = job.get("video_index")
             if video_index is not None and (not isinstance(video_index, int) or isinstance(video_index, bool) or video_index < 0):
                 raise PackageError(f"jobs.yaml: inference[{i}].video_index must be a non-negative integer")
@@ -280,7 +209,7 @@ def parse_job_dir(root: Path) -> JobSpec:
                     model_paths=model_paths,
                     output_name=output,
                     command=command,
-                    device=job.get("device"),
+                    device=device,
                     extra_args=list(extra),
                     only_suggested_frames=bool(job.get("only_suggested_frames", False)),
                     video_index=video_index,
@@ -314,7 +243,7 @@ def place_inputs(job_dir: Path, inputs: dict[str, Path]) -> None:
         dest = job_dir / INPUTS_DIR / check_input_name(name)
         if dest.exists():
             raise PackageError(f"package already holds {INPUTS_DIR}/{name}, which was also sent as an input")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             os.link(src, dest)
         except OSError:
@@ -343,12 +272,11 @@ def open_package(path: str | Path, job_dir: str | Path, *, limits: Limits = Limi
         files = check_zip(zf, limits)
         if not files:
             raise PackageError(f"package {path.name} is empty")
-        job_dir.mkdir(parents=True, exist_ok=True)
-        if any(job_dir.iterdir()):
+        if job_dir.exists() and any(job_dir.iterdir()):
             raise PackageError(f"job dir {job_dir} is not empty")
         try:
-            _extract(zf, files, job_dir)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+            extract(zf, files, job_dir, limits)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
             raise PackageError(f"package {path.name} is corrupt: {exc}") from None
     place_inputs(job_dir, inputs or {})
     return parse_job_dir(job_dir)

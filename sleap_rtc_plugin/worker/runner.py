@@ -39,7 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sleap_rtc_plugin.protocol.names import is_plain_file_name
 from sleap_rtc_plugin.worker.package import InferenceSpec, JobSpec, ModelSpec
+from sleap_rtc_plugin.worker.refusals import PackageError
+from sleap_rtc_plugin.worker.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -90,21 +93,12 @@ def hydra_value(value: str) -> str:
     raise JobFailed(f"path {value!r} contains both quote characters; rename it")
 
 
-def frame_ranges(frames: Sequence[int]) -> str:
-    """``[1, 2, 3, 7]`` → ``"1-3,7"``: sleap-nn's ``--frames`` syntax, short enough for argv."""
-    parts: list[str] = []
-    ordered = sorted(set(frames))
-    if not ordered:
-        return ""
-    start = prev = ordered[0] if ordered else 0
-    for f in ordered[1:] + [None]:  # type: ignore[list-item]
-        if f is not None and f == prev + 1:
-            prev = f
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if f is not None:
-            start = prev = f
-    return ",".join(parts)
+def checked_paths(root: Path, what: str, *paths: Path | str) -> None:
+    """Raise :class:`JobFailed` unless every path resolves under ``root`` (the last lock before sleap-nn runs)."""
+    try:
+        check_argv_paths(paths, root, what)
+    except PackageError as exc:
+        raise JobFailed(str(exc)) from None
 
 
 def sleap_nn_argv(python: str, *args: str) -> list[str]:
@@ -216,6 +210,7 @@ class _Job:
             cwd=str(cwd),
             env=self._env,
             start_new_session=os.name != "nt",
+            **({"umask": 0o077} if os.name != "nt" else {}),  # models and predictions are the lab's data
         )
         proc = self._proc
         logger.info("job %s: sleap-nn pid %d", self.job_id, proc.pid)
@@ -354,6 +349,10 @@ class TrainingJob(_Job):
     def _argv(self, model: ModelSpec, publish_port: int, controller_port: int) -> list[str]:
         cfg = model.config_path
         labels = self.spec.labels_path
+        if not is_plain_file_name(model.run_name):
+            raise JobFailed(f"run name {model.run_name[:80]!r} is not a plain folder name")
+        checked_paths(self.spec.root, f"sleap-nn train ({model.head})", cfg, *([labels] if labels is not None else []))
+        checked_paths(self.output_dir, f"sleap-nn train ({model.head})", self.output_dir / model.run_name)
         overrides = [
             f"++trainer_config.ckpt_dir={hydra_value(self.output_dir.resolve().as_posix())}",
             f"++trainer_config.run_name={hydra_value(model.run_name)}",
@@ -396,7 +395,7 @@ class TrainingJob(_Job):
         import zmq.asyncio
 
         t0 = time.monotonic()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         ctx = zmq.asyncio.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt_string(zmq.SUBSCRIBE, "")
@@ -517,19 +516,28 @@ class InferenceJob(_Job):
 
     def _argv(self, entry: InferenceSpec, output: Path) -> list[str]:
         models = self._model_paths or entry.model_paths
+        if not is_plain_file_name(entry.output_name):
+            raise JobFailed(f"output name {entry.output_name[:80]!r} is not a plain file name")
+        checked_paths(self.spec.root, f"sleap-nn {entry.command}", entry.data_path, *(() if self._model_paths else models))
+        checked_paths(self.output_dir, f"sleap-nn {entry.command}", output)
+        try:
+            extra = check_extra_args(entry.extra_args, entry.command, f"sleap-nn {entry.command}")
+            device = check_device(entry.device, f"sleap-nn {entry.command}")
+        except PackageError as exc:
+            raise JobFailed(str(exc)) from None
         args = [entry.command, "--gui", "--data_path", entry.data_path.resolve().as_posix()]
         for m in models:
             args += ["--model_paths", Path(m).resolve().as_posix()]
         args += ["-o", output.resolve().as_posix()]
-        if entry.device:
-            args += ["--device", str(entry.device)]
+        if device:
+            args += ["--device", device]
         if entry.only_suggested_frames:
             args += ["--only_suggested_frames"]
         if entry.video_index is not None:
             args += ["--video_index", str(entry.video_index)]
         if entry.frames:
             args += ["--frames", frame_ranges(entry.frames)]
-        args += entry.extra_args
+        args += extra
         return sleap_nn_argv(self._python, *args)
 
     def _on_line(self, line: str, stream: str) -> bool:
@@ -553,7 +561,7 @@ class InferenceJob(_Job):
     async def run(self) -> InferenceResult:
         """Run every inference entry; return the predictions ``.slp`` paths."""
         t0 = time.monotonic()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         outputs = []
         for entry in self.spec.inference:
             output = self.output_dir / entry.output_name
