@@ -132,9 +132,9 @@ async def test_drain_survives_heartbeats_and_reconnects(qserver, qroom, peer, ad
     assert qserver.presence.get(qroom[0], "w1").status == "draining"
     assert qserver.queue.jobs["next"].state == "queued"
     with pytest.raises(CoordinatorError) as err:
-        await client.relay("w1", "offer", {"offer": {}, "intent": "submit", "job_id": "direct"})
+        await client.relay("w1", "offer", {"offer": {"sdp": "v=0", "type": "offer"}, "intent": "submit", "job_id": "direct"})
     assert err.value.code == "worker_draining"
-    await client.relay("w1", "offer", {"offer": {}, "intent": "attach", "job_id": "running"})  # results stay reachable
+    await client.relay("w1", "offer", {"offer": {"sdp": "v=0", "type": "offer"}, "intent": "attach", "job_id": "running"})  # results stay reachable
     workers = await admin_request(qserver.url, admin_token, "workers")
     assert [(x["worker_id"], x["drained"], x["status"]) for x in workers] == [("w1", True, "draining")]
 

@@ -47,6 +47,7 @@ from ..protocol.coordinator import (
     RoomCreated,
     UpdatePeer,
 )
+from ..protocol.offer import decode_offer
 from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, ClientReport, JobReport, Queued, QueueCancel, QueueSubmit, QueueWatch
 from .admin import AdminService
 from .jobstore import WORKER_TOKEN_PREFIX, JobStore
@@ -636,11 +637,22 @@ class CoordinatorServer:
         if target is None:
             raise ProtocolError("unknown_peer", f"no peer {msg.target[:64]!r} is connected in this room; discover again", ref=msg.ref)
         if msg.kind == "offer" and target.role == "worker" and self.queue.drained(target.room_id, target.peer_id):
-            held = self.queue.holding(target.room_id, target.peer_id)
-            job = self.queue.jobs.get(held) if held else None
-            own_job = job is not None and job.client_id == sender.peer_id and msg.payload.get("job_id") == job.job_id
-            if msg.payload.get("intent", "submit") != "attach" and not own_job:
-                raise ProtocolError("worker_draining", f"worker {target.peer_id} is draining and takes no new jobs; pick another worker or use --queue", ref=msg.ref)
+            self._check_draining(target, sender, msg.payload, msg.ref)
         target.link.send(Relay(target=target.peer_id, kind=msg.kind, payload=msg.payload, source=sender.peer_id))
         log.debug("relayed %s room=%s %s -> %s", msg.kind, sender.room_id, sender.peer_id, target.peer_id)
         link.send(Ok(ref=msg.ref))
+
+    def _check_draining(self, target: PeerEntry, sender: PeerEntry, payload: dict[str, Any], ref: str | None) -> None:
+        """A draining worker still takes attaches and the offer for the queued job it holds.
+
+        The only place the coordinator reads a relay payload; it decodes it as the worker will.
+        """
+        try:
+            offer = decode_offer(payload)
+        except ProtocolError as exc:
+            raise ProtocolError(exc.code, f"offer payload refused: {exc.message}", ref=ref) from None
+        held = self.queue.holding(target.room_id, target.peer_id)
+        job = self.queue.jobs.get(held) if held else None
+        own_job = job is not None and job.client_id == sender.peer_id and offer.job_id == job.job_id
+        if offer.intent != "attach" and not own_job:
+            raise ProtocolError("worker_draining", f"worker {target.peer_id} is draining and takes no new jobs; pick another worker or use --queue", ref=ref)

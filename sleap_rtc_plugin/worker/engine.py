@@ -117,11 +117,12 @@ class JobEngine:
             raise JobFailedError(f"package rejected ({exc.code}): {exc}", own_error=exc.own_error, code=exc.code) from None
         except OSError as exc:
             await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
-            if exc.errno != errno.ENOSPC:
-                raise
-            raise JobFailedError(f"worker disk is full ({exc.strerror}); try another worker", own_error=False, code="disk_full") from None
+            if exc.errno == errno.ENOSPC:
+                raise JobFailedError(f"worker disk is full ({exc.strerror}); try another worker", own_error=False, code="disk_full") from None
+            raise JobFailedError(f"worker cannot set up the job dir: {exc.strerror or exc}", own_error=False) from None
         if spec.kind != self.kind:
             wanted = "a training package (with model configs)" if self.kind == "train" else "an inference package (with trained models)"
+            await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
             raise JobFailedError(f"this {self.kind} job needs {wanted}, but the package holds a {spec.kind} job")
         self.spec = spec
         return spec

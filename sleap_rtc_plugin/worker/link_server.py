@@ -55,7 +55,7 @@ async def _precheck(worker: "Worker", client: str, offer: PeerOffer) -> bool:
     elif offer.intent == "submit" and worker.state.status is not Status.AVAILABLE:
         await reject(worker, client, "busy", worker.state.busy_message())
         return False
-    elif offer.intent == "attach" and job_id not in worker.jobs and worker.outbox.get(job_id) is None:
+    elif offer.intent == "attach" and job_id not in worker.jobs and await asyncio.to_thread(worker.outbox.get, job_id) is None:
         await reject(worker, client, "unknown_job", f"worker {worker.name} has no job {job_id} (results already fetched, or it ran elsewhere)")
         return False
     return True
@@ -73,12 +73,16 @@ async def handle_offer(worker: "Worker", relay: Relay) -> None:
     if not await _precheck(worker, client, offer):
         return
     job_id, intent = offer.job_id, offer.intent
+    try:
+        incoming = child_path(worker.data_dir / "incoming", job_id)
+    except ProtocolError as exc:
+        await reject(worker, client, exc.code, exc.message)
+        return
     dispatch = worker._dispatches.get(job_id) if intent == "submit" else None
     budget = worker.options.preauth_timeout
     deadline = asyncio.get_running_loop().time() + budget
     link_task = None
     try:
-        incoming = child_path(worker.data_dir / "incoming", job_id)
         answer, link_task = await accept(
             {"sdp": offer.offer.sdp, "type": offer.offer.type}, ice_servers=worker.options.ice_servers, role="worker",
             peer_id=worker.peer_id or "", allow_loopback=worker.options.ice_loopback, fastpaths=worker.options.fastpaths, timeout=budget,

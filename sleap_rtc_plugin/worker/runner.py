@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 from sleap_rtc_plugin.protocol.names import is_plain_file_name
 from sleap_rtc_plugin.worker.package import InferenceSpec, JobSpec, ModelSpec
 from sleap_rtc_plugin.worker.refusals import PackageError
-from sleap_rtc_plugin.worker.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges
+from sleap_rtc_plugin.worker.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges, inside
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +379,8 @@ class TrainingJob(_Job):
             p = Path(path)
             if not p.is_absolute():
                 p = self.spec.root / p
-            if (p / "best.ckpt").is_file():
+            # A line in sleap-nn's output is not proof: the run dir must be one the worker chose.
+            if inside(self.output_dir, p) and p.resolve() != self.output_dir.resolve() and (p / "best.ckpt").is_file():
                 return p
         pattern = re.compile(re.escape(model.run_name) + r"(-\d+)?$")
         candidates = [
