@@ -22,7 +22,9 @@ from .errors import UserError
 EPILOG = """\
 Typical use:
   sleap-rtc worker                         start a worker (and an embedded coordinator if none is configured)
-  sleap-rtc client-train --session-string S --pkg-path labels.slp.training_job.zip
+  sleap-rtc train --config centroid.yaml --session-string S       train remotely, as `sleap-nn train` would locally
+  sleap-rtc track -i video.mp4 -m models/centroid --session-string S   predict remotely, as `sleap-nn track` would
+  sleap-rtc client-train --session-string S --pkg-path labels.slp.training_job.zip   a package exported from SLEAP
   sleap-rtc demo                           train and predict remotely on a generated dataset, all on this machine
 
 Settings come from flags > SLEAP_RTC_* environment variables > sleap-rtc.toml > defaults;
@@ -44,6 +46,9 @@ def _lazy(module: str, add: str, run: str) -> tuple[Callable[[argparse.ArgumentP
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "server": ("run the coordinator (signaling server)", ".coordinator.cli", "add_server_arguments", "run_server"),
     "worker": ("run a worker that trains and predicts for clients in a room", ".worker.cli", "add_arguments", "run"),
+    "train": ("train a model remotely from labels + a sleap-nn config, as `sleap-nn train` does locally", ".client.train_cli", "add_arguments", "run"),
+    "track": ("predict (and track) remotely on a video or labels file, as `sleap-nn track` does locally", ".client.track_cli", "add_track_arguments", "run_track"),
+    "predict": ("predict remotely with sleap-nn's newer `predict` pipeline; same options as track", ".client.track_cli", "add_predict_arguments", "run_predict"),
     "client-train": ("send a training package to a worker and fetch the trained model", ".client.cli", "add_train_arguments", "run_train"),
     "client-track": ("send an inference package to a worker and fetch the predictions", ".client.cli", "add_track_arguments", "run_track"),
     "admin": ("administer a coordinator: workers, jobs, drain, worker tokens, audit log", ".coordinator.admin_cli", "add_arguments", "run"),
@@ -51,8 +56,13 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="PATH", help="TOML config file (default: ./sleap-rtc.toml, then the user config dir)")
+#: Commands whose ``--config`` is sleap-nn's YAML, as in ``sleap-nn train --config``: the TOML file is ``--rtc-config`` there.
+NN_CONFIG_COMMANDS = {"train"}
+
+
+def _add_common(parser: argparse.ArgumentParser, *, nn_config: bool = False) -> None:
+    flags = ["--rtc-config"] if nn_config else ["--config", "--rtc-config"]
+    parser.add_argument(*flags, dest="config", metavar="PATH", help="sleap-rtc TOML config file (default: ./sleap-rtc.toml, then the user config dir)")
     parser.add_argument("--env", metavar="NAME", help="environment table to use (development, staging, production); default $SLEAP_RTC_ENV")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("--tls-ca", metavar="PEM", help="CA certificate(s) to trust for a wss:// coordinator: a private CA or a self-signed certificate (default tls_ca / $SLEAP_RTC_TLS_CA, else the system store)")
@@ -74,7 +84,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for name, (help_text, module, add, run) in COMMANDS.items():
         add_arguments, run_command = _lazy(module, add, run)
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        _add_common(p)
+        _add_common(p, nn_config=name in NN_CONFIG_COMMANDS)
         if name in wanted:
             add_arguments(p)
         p.set_defaults(func=run_command)
@@ -110,7 +120,7 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 #: Commands a person watches in a terminal: their progress display replaces INFO logs.
-INTERACTIVE = {"client-train", "client-track", "demo", "room", "config"}
+INTERACTIVE = {"train", "track", "predict", "client-train", "client-track", "demo", "room", "config"}
 
 
 def setup_logging(verbosity: int, *, interactive: bool = False) -> None:
@@ -128,7 +138,11 @@ def setup_logging(verbosity: int, *, interactive: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) in NN_CONFIG_COMMANDS and not any(e.startswith("-") for e in extra):
+        args.words = [*args.words, *extra]  # overrides after other flags, as sleap-nn allows
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -41,6 +41,7 @@ from .fetch import fetch_results
 from .jobs_store import OwnerStore
 from .queue_reports import ROGUE_AUTH_CODES, confirm_if_queued, confirm_results, report_rogue_worker
 from .selection import WorkerInfo, auto_select, matches
+from .wording import sent_in_words
 from .zmq_bridge import LossViewerBridge
 
 log = logging.getLogger(__name__)
@@ -187,11 +188,14 @@ class JobHandle:
         queue: QueueOptions | None = None,
         inputs: dict[str, Path] | None = None,
         owner: str | None = None,
+        local_files: dict[str, Path] | None = None,
     ):
         """``owner``: the job's owner credential; by default made at submit (and found again
-        on attach) in ``<project_dir>/.sleap-rtc/owners/``."""
+        on attach) in ``<project_dir>/.sleap-rtc/owners/``. ``local_files``: file name in the
+        package -> the user's own file, so returned labels point at it (inputs count too)."""
         self.kind = kind
         self.inputs = {name: Path(p) for name, p in (inputs or {}).items()}
+        self.local_files = {**{n: Path(p) for n, p in (local_files or {}).items()}, **self.inputs}
         self.job_id = job_id or uuid.uuid4().hex[:12]
         self.intent = intent
         self.worker: WorkerInfo | None = None
@@ -579,7 +583,7 @@ class JobHandle:
 
         self._emit("status", state="transferring", message=f"sending {path.name} ({total / 1e6:.1f} MB)")
         sent = await link.send_file(path, name=name, progress=progress)
-        self._emit("status", state="transferred", message=f"sent {sent.summary()}", via=sent.via)
+        self._emit("status", state="transferred", message=sent_in_words(path.name, sent), via=sent.via)
         log.info("job %s: sent %s", self.job_id, sent.summary())
         return sent
 
@@ -618,7 +622,7 @@ class JobHandle:
 
     async def _fetch_results(self, link, worker: WorkerInfo, result: JobResult, incoming: Path) -> JobOutcome:
         return await fetch_results(link, result, project_dir=self.project_dir, job_id=self.job_id, kind=self.kind, worker_id=worker.peer_id,
-                                   owner=self.owner, emit=self._emit)
+                                   owner=self.owner, emit=self._emit, local_files=self.local_files)
 
 
 def submit_training(
@@ -630,22 +634,25 @@ def submit_training(
     controller_port: int | None = None,
     options: dict[str, Any] | None = None,
     queue: QueueOptions | None = None,
+    local_files: dict[str, Path] | None = None,
 ) -> JobHandle:
     """Train remotely (through the coordinator's queue with ``queue``). Must be called
     with an event loop running."""
     return JobHandle("train", spec, project_dir=project_dir, package_path=package_path,
-                     publish_port=publish_port, controller_port=controller_port, options=options, queue=queue)
+                     publish_port=publish_port, controller_port=controller_port, options=options, queue=queue, local_files=local_files)
 
 
 def submit_inference(package_path: Path, spec: ConnectionSpec, *, project_dir: Path, options: dict[str, Any] | None = None,
-                     queue: QueueOptions | None = None, inputs: dict[str, Path] | None = None) -> JobHandle:
+                     queue: QueueOptions | None = None, inputs: dict[str, Path] | None = None,
+                     local_files: dict[str, Path] | None = None) -> JobHandle:
     """Predict remotely; predictions land under ``<project_dir>/predictions/``.
 
     ``inputs``: file name -> local file sent beside the package and placed at
     ``inputs/<name>`` on the worker (a video its ``jobs.yaml`` predicts on). Sent on their
     own, they hit the worker's content cache: the same video is never sent twice.
     """
-    return JobHandle("track", spec, project_dir=project_dir, package_path=package_path, options=options, queue=queue, inputs=inputs)
+    return JobHandle("track", spec, project_dir=project_dir, package_path=package_path, options=options, queue=queue, inputs=inputs,
+                     local_files=local_files)
 
 
 def attach(job_id: str, spec: ConnectionSpec, *, project_dir: Path, kind: Literal["train", "track"] = "train",

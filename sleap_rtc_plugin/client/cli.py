@@ -38,8 +38,17 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     sec.add_argument("--room-secret", metavar="SECRET", help="room secret (default: the one in the session string, else SLEAP_RTC_ROOM_SECRET_<ROOM_ID> or the saved credentials)")
 
 
+PKG_HELP = {
+    "training": "a ready training package: the <labels>.slp.training_job.zip SLEAP's \"Export training job package\" writes, or a zip "
+                "with that layout (docs/user-guide.md, \"Package layout\"); to train from labels + a sleap-nn config, use `sleap-rtc train`",
+    "inference": "a ready inference package: a zip with models/<run>/ and a jobs.yaml 'inference' list (docs/user-guide.md, "
+                 "\"Package layout\"), as the SLEAP plugin builds one; a .training_job.zip is a training package and is refused here; "
+                 "to predict on a video with trained models, use `sleap-rtc track`",
+}
+
+
 def _add_job_arguments(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--pkg-path", metavar="PKG", help=f"{what} package (a SLEAP .training_job.zip, or a zip made by sleap-rtc)")
+    parser.add_argument("--pkg-path", metavar="PKG", help=PKG_HELP[what])
     parser.add_argument("--project-dir", metavar="DIR", help="SLEAP project folder that receives the results (default: the package's folder); "
                                                             "it also keeps each job's owner credential in .sleap-rtc/owners/")
     parser.add_argument("--attach", metavar="JOB_ID", help="re-attach to an earlier job and fetch its results instead of submitting; "
@@ -135,6 +144,9 @@ async def _run_job(args: argparse.Namespace, kind: str) -> int:
         pkg = Path(args.pkg_path).expanduser().resolve()
         if not pkg.is_file():
             raise UserError(f"package {pkg} does not exist")
+        if pkg.suffix in (".slp", ".yaml", ".yml", ".mp4", ".avi"):
+            better = "sleap-rtc train --config CONFIG.yaml --train-labels LABELS.slp" if kind == "train" else "sleap-rtc track -i VIDEO -m MODEL_DIR"
+            raise UserError(f"{pkg.name} is not a job package (a .zip); to send labels, configs or videos as they are, use `{better}`")
         project = Path(args.project_dir).resolve() if args.project_dir else pkg.parent
         if kind == "train":
             handle = submit_training(pkg, spec, project_dir=project, publish_port=args.publish_port, controller_port=args.controller_port, queue=queue)

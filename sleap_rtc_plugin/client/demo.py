@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--labels", metavar="PATH", help="a labeled .slp/.pkg.slp to use instead of the generated one (embedded images recommended)")
+    parser.add_argument("--labels", metavar="PATH", help="a labeled .slp to use instead of the generated one (frames from its videos are embedded before sending)")
     parser.add_argument("--workdir", metavar="DIR", help="where the project, worker data and results go (default: a new temporary folder)")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     parser.add_argument("--frames", type=int, default=24, help="frames in the generated dataset (default 24)")
@@ -42,10 +42,16 @@ async def run(args: argparse.Namespace) -> int:
     project.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(text, flush=True)  # noqa: E731
 
+    local_files: dict[str, Path] = {}
     if args.labels:
-        labels = Path(args.labels).expanduser().resolve()
-        if not labels.is_file():
-            raise UserError(f"--labels {labels} does not exist")
+        from .build_package import embed_labels, package_stem
+
+        user_labels = Path(args.labels).expanduser().resolve()
+        if not user_labels.is_file():
+            raise UserError(f"--labels {user_labels} does not exist")
+        labels = workdir / "packages" / f"{package_stem(user_labels)}.pkg.slp"
+        if embed_labels(user_labels, labels):
+            local_files[labels.name] = user_labels
     else:
         say(f"Generating a labeled dataset ({args.frames} frames of moving blobs)…")
         labels = sample_data.make_labels(project / "demo.pkg.slp", n_frames=args.frames, n_nodes=2)
@@ -60,8 +66,9 @@ async def run(args: argparse.Namespace) -> int:
         ))
         await worker.start()
         try:
-            say(f"Coordinator at {server.url}; worker {worker.name} ({worker.capabilities.get('accelerator')}) registered in room {room_id};")
-            say("client and worker prove the room secret to each other (HMAC over both DTLS fingerprints).")
+            say(f"Started a worker ({worker.capabilities.get('accelerator')}) and a coordinator on this machine; "
+                "the client and the worker check that each holds the lab's secret before any data moves.")
+            log.info("coordinator %s, worker %s in room %s; mutual PSK auth (HMAC over both DTLS fingerprints)", server.url, worker.name, room_id)
             spec = ConnectionSpec(session_string=worker.session_string(), room_secret=secret, ice_loopback=True)
 
             package = sample_data.make_training_package(labels, workdir / "packages", model_type=args.model_type, epochs=args.epochs)
@@ -72,13 +79,13 @@ async def run(args: argparse.Namespace) -> int:
 
             inference = sample_data.make_inference_package(labels, trained.model_dirs, workdir / "packages")
             say(f"Predicting remotely with {', '.join(d.name for d in trained.model_dirs)}")
-            predicted = await follow(submit_inference(inference, spec, project_dir=project), plain=args.no_progress)
+            predicted = await follow(submit_inference(inference, spec, project_dir=project, local_files=local_files), plain=args.no_progress)
         finally:
             await worker.stop()
 
     n_instances = _count_predictions(predicted.predictions)
     say("")
-    say("Demo finished: trained and predicted remotely over WebRTC.")
+    say("Demo finished: a model was trained on the worker and used to predict poses; both came back to this folder.")
     for d in trained.model_dirs:
         say(f"  model:       {d}")
     say(f"  predictions: {predicted.predictions} ({n_instances} predicted instances)")

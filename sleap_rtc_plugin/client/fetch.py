@@ -110,7 +110,8 @@ async def _next_file(link: Any, messages: _Messages, expected: ResultFile, proje
             msg = messages.take()
             if isinstance(msg, PeerError):
                 hint = f"free some space, {_again(project_dir, job_id, worker_id)}" if msg.code == "disk_full" else _again(project_dir, job_id, worker_id)
-                raise RemoteError(msg.code, f"result {expected.name} was not stored: {msg.message}; {hint}")
+                said = " ".join(msg.message.split())[:500]  # the worker's words: one line, bounded
+                raise RemoteError(msg.code, f"result {expected.name} was not stored: {said}; {hint}")
             log.debug("job %s: ignoring %s while receiving results", job_id, msg.TYPE)
         return file_task.result()
     except TimeoutError:
@@ -122,8 +123,10 @@ async def _next_file(link: Any, messages: _Messages, expected: ResultFile, proje
 
 
 async def fetch_results(link: Any, result: JobResult, *, project_dir: Path, job_id: str, kind: str, worker_id: str, owner: str,
-                        emit: Callable[..., None]) -> "JobOutcome":
-    """Receive, verify and install every result file, then acknowledge with the owner credential."""
+                        emit: Callable[..., None], local_files: dict[str, Path] | None = None) -> "JobOutcome":
+    """Receive, verify and install every result file, then acknowledge with the owner credential.
+
+    ``local_files`` (name sent -> the user's file) let returned labels point at the user's videos."""
     await asyncio.to_thread(ensure_room, project_dir, job_id, worker_id, result.files)
     messages = _Messages(link)
     received = []
@@ -131,10 +134,10 @@ async def fetch_results(link: Any, result: JobResult, *, project_dir: Path, job_
         emit("status", state="receiving", message=f"receiving {expected.name} ({expected.size / 1e6:.1f} MB)")
         got = await _next_file(link, messages, expected, project_dir, job_id, worker_id)
         if got.sha256 != expected.sha256:
-            raise RemoteError("result_mismatch", f"received {got.name} does not match the announced hash; run --attach {job_id} to fetch it again")
+            raise RemoteError("result_mismatch", f"received {got.name} does not match the announced hash; {_again(project_dir, job_id, worker_id)}")
         received.append((expected, Path(got.path)))
     try:
-        outcome = await asyncio.to_thread(install_results, received, project_dir, job_id, kind, worker_id)
+        outcome = await asyncio.to_thread(install_results, received, project_dir, job_id, kind, worker_id, local_files)
     except OSError as exc:
         raise _storage_error(exc, project_dir, job_id, worker_id) from None
     except (PackageError, zipfile.BadZipFile) as exc:

@@ -34,6 +34,7 @@ class ProgressDisplay:
         self._last_status = ""
         self._train_started = 0.0
         self.epochs_seen = 0
+        self._batch_losses: list[float] = []
 
     def __enter__(self) -> "ProgressDisplay":
         if not self.plain:
@@ -61,6 +62,10 @@ class ProgressDisplay:
     def update(self, event: JobEvent) -> None:
         data = event.data
         if event.kind == "status":
+            if data.get("state") in ("failed", "cancelled"):
+                return  # the command's own error line says it, once
+            if data.get("state") == "transferred":
+                self._end_transfer()
             line = f"[{data.get('state', '?')}] {data.get('message', '')}".rstrip()
             if line != self._last_status:
                 self._last_status = line
@@ -73,8 +78,13 @@ class ProgressDisplay:
             self._say(f"checkpoint kept: {data.get('model')} epoch {data.get('epoch')} ({int(data.get('size') or 0) / 1e6:.1f} MB)")
         elif event.kind == "log" and self.plain:
             pass
-        elif event.kind == "error":
-            self._say(f"error: {data.get('message')}")
+        # "error" events are not shown: the command ends with that error, printed once.
+
+    def _end_transfer(self) -> None:
+        """A finished upload's bar leaves the screen; its status line stays."""
+        if self._progress is not None and self._transfer_task is not None:
+            self._progress.remove_task(self._transfer_task)
+        self._transfer_task = None
 
     def _transfer(self, data: dict[str, Any]) -> None:
         total, done = int(data.get("total") or 0), int(data.get("done") or 0)
@@ -90,11 +100,19 @@ class ProgressDisplay:
         logs = event.get("logs") or {}
         if name == "epoch_begin":
             self._epoch_started = time.monotonic()
+            self._batch_losses = []
+        elif name == "batch_end":
+            if isinstance(logs.get("loss"), (int, float)):
+                self._batch_losses.append(float(logs["loss"]))
         elif name == "epoch_end":
             self.epochs_seen += 1
             epoch = int(event.get("epoch", self.epochs_seen - 1)) + 1
             total = event.get("max_epochs")
-            loss, val = logs.get("train/loss", logs.get("train_loss")), logs.get("val/loss", logs.get("val_loss"))
+            # sleap-nn reports an epoch's train/loss only after its callbacks ran (missing at
+            # epoch 1, the previous epoch's later): this epoch's batch losses are the truth.
+            loss = sum(self._batch_losses) / len(self._batch_losses) if self._batch_losses else logs.get("train/loss", logs.get("train_loss"))
+            self._batch_losses = []
+            val = logs.get("val/loss", logs.get("val_loss"))
             text = f"epoch {epoch}" + (f"/{total}" if total else "")
             if isinstance(loss, (int, float)):
                 text += f": loss {loss:.5f}"
@@ -122,4 +140,4 @@ class ProgressDisplay:
                 done = event.get("n_processed", 0)
                 self._progress.update(self._train_task, completed=done, info=f"{done}/{total} frames")
             elif total and event.get("n_processed") == total:
-                self._say(f"predicted {total} frames")
+                self._say(f"predicted {total} frame{'' if total == 1 else 's'}")

@@ -56,13 +56,28 @@ def install_model(zip_path: Path, models_dir: Path) -> Path:
     return target
 
 
-def install_results(received: list[tuple["ResultFile", Path]], project_dir: Path, job_id: str, kind: str, worker_id: str) -> "JobOutcome":
+def _relink(path: Path, local_files: dict[str, Path]) -> None:
+    """Point a returned labels file at the user's videos; a failure keeps the file as received."""
+    from .relink import relink_videos
+
+    try:
+        relink_videos(path, local_files)
+    except Exception as exc:  # sleap-io raises many types; the result itself must not be lost
+        log.warning("%s: could not re-point its videos at local files (%s); it still references the worker's paths", path.name, exc)
+
+
+def install_results(received: list[tuple["ResultFile", Path]], project_dir: Path, job_id: str, kind: str, worker_id: str,
+                    local_files: dict[str, Path] | None = None) -> "JobOutcome":
+    """Install each result; every returned ``.slp`` is re-pointed at local videos
+    (``local_files``: name in the package -> the user's file it was sent from)."""
     from .api import JobOutcome
 
     outcome = JobOutcome(job_id=job_id, kind=kind, worker_id=worker_id)  # type: ignore[arg-type]
     for meta, path in received:
         if meta.role == "model":
             run_dir = install_model(path, project_dir / "models")
+            for slp in sorted(run_dir.rglob("*.slp")):
+                _relink(slp, local_files or {})
             outcome.model_dirs.append(run_dir)
             outcome.files.append(run_dir)
             path.unlink(missing_ok=True)
@@ -74,6 +89,7 @@ def install_results(received: list[tuple["ResultFile", Path]], project_dir: Path
                 target = target.with_name(f"{path.name.removesuffix('.slp')}-{n}.slp")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), target)
+            _relink(target, local_files or {})
             outcome.predictions = outcome.predictions or target
             outcome.prediction_files.append(target)
             outcome.files.append(target)

@@ -117,6 +117,8 @@ class QueuedJob:
     #: Workers that failed the client's room-secret proof: never dispatched this job again.
     banned: list[str] = field(default_factory=list)
     seq: int = 0
+    #: Which worker held each attempt (memory only): a client's late ``auth_failed`` still names its worker.
+    attempt_workers: dict[int, str] = field(default_factory=dict, compare=False)
 
     @property
     def active(self) -> bool:

@@ -244,6 +244,8 @@ class JobQueue:
             raise ProtocolError("unknown_job", f"no job {msg.job_id[:64]!r} in this room", ref=msg.ref)
         if job.client_id != client.peer_id:
             raise ProtocolError("not_owner", f"job {job.job_id} is followed by another client; only it may report on the job (queue_watch with the job's owner credential first)", ref=msg.ref)
+        if msg.outcome == "auth_failed" and msg.attempt in job.attempt_workers and not (msg.attempt == job.attempt and job.worker_id):
+            return await self._late_auth_failure(client, job, msg)
         if msg.attempt != job.attempt:
             raise ProtocolError("stale_attempt", f"attempt {msg.attempt} of job {job.job_id} is stale (current attempt {job.attempt})", ref=msg.ref)
         worker_id = job.worker_id
@@ -260,6 +262,19 @@ class JobQueue:
             if job.state not in (RESULTS_READY, "dispatched", "running"):
                 raise ProtocolError("bad_state", f"job {job.job_id} is {job.state}; results can only be received from a dispatched attempt", ref=msg.ref)
             await self._finish(job, "succeeded", f"results of attempt {job.attempt} received from {worker_id}")
+        return job
+
+    async def _late_auth_failure(self, client: PeerEntry, job: QueuedJob, msg: ClientReport) -> QueuedJob:
+        """``auth_failed`` for an attempt that already ended (the worker gave the dispatch up
+        first, say): ban the worker that held it, and take the job back if it holds it again."""
+        worker_id = job.attempt_workers[msg.attempt]
+        self._audit("client_report", client.peer_id, room_id=job.room_id, subject=job.job_id, detail={"attempt": msg.attempt, "outcome": msg.outcome, "worker": worker_id, "late": True})
+        if worker_id not in job.banned:
+            job.banned.append(worker_id)
+            await self.store.save_job(job)
+        log.warning("job %s: client %s says worker %s failed authentication on attempt %d; it gets this job no more", job.job_id, client.peer_id, worker_id, msg.attempt)
+        if job.worker_id == worker_id and job.active:
+            await self._requeue(job, f"worker {worker_id} failed the client's room-secret check on an earlier attempt")
         return job
 
     # --- worker side ---------------------------------------------------------------------
@@ -438,6 +453,7 @@ class JobQueue:
                 worker = min(workers, key=rank)
                 job.attempt += 1
                 job.worker_id = worker.peer_id
+                job.attempt_workers[job.attempt] = worker.peer_id
                 job.lease_expires_at = time.time() + self.lease_seconds
                 self._held[(room_id, worker.peer_id)] = job.job_id
                 self._dispatched_at[job.job_id] = time.monotonic()

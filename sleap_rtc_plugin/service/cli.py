@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("-n", "--lines", type=int, default=200, help="lines of history (default 200)")
     p.add_argument("--instance", help="one GPU instance of a template install")
-    p = sub.add_parser("render-examples", help=argparse.SUPPRESS)
+    p = sub.add_parser("render-examples")  # for the repo's service/ folder; no help= keeps it out of --help
     p.add_argument("dest", type=Path)
     return parser
 
@@ -192,6 +192,8 @@ def _status(args: argparse.Namespace, manager: SystemdManager | WindowsServiceMa
         endpoint, worker = fetch_worker_status(port)
         statuses.append(evaluate(view, endpoint, worker))
     scope = getattr(getattr(manager, "paths", None), "scope", "windows")
+    if getattr(manager, "note", None):
+        print(f"sleap-rtc-service: {manager.note}", file=sys.stderr)
     if args.json:
         print(json.dumps(to_json(statuses, scope), indent=2, default=str))
     else:

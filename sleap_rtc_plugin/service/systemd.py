@@ -53,6 +53,9 @@ class Report:
 
 
 class SystemdManager:
+    #: Set by ``os_views`` when systemd could not be asked: ``status`` prints it once.
+    note: str | None = None
+
     def __init__(
         self,
         paths: ServicePaths,
@@ -238,7 +241,11 @@ class SystemdManager:
         props = "LoadState,ActiveState,SubState,ActiveEnterTimestamp,NRestarts,UnitFileState,MainPID"
         result = self.runner.run(self.systemctl("show", unit, "-p", props, "--no-pager"))
         if result.returncode != 0:
-            raise InstallError(f"systemctl show {unit} failed: {(result.stderr or '').strip()[:200]}")
+            err = (result.stderr or "").strip()
+            if "booted with systemd" in err or "Failed to connect to bus" in err:
+                raise SystemdUnavailable("systemd is not running on this machine (PID 1 is not systemd), so there is no service to ask; "
+                                         "for a worker started by hand use `sleap-rtc-service status --no-service`")
+            raise InstallError(f"systemctl show {unit} failed: {err[:200]}")
         out: dict[str, str] = {}
         for line in result.stdout.splitlines():
             key, sep, value = line.partition("=")
@@ -250,7 +257,14 @@ class SystemdManager:
         views = []
         for unit in self.target_units(instance):
             installed = self.paths.template_file.exists() if "@" in unit else self.paths.unit_file.exists()
-            views.append(OsView.from_systemd(unit, self.show(unit), installed))
+            try:
+                props = self.show(unit)
+            except SystemdUnavailable as exc:
+                if installed:
+                    raise
+                self.note = str(exc)
+                props = {}  # nothing installed and no systemd to ask: "not installed" (exit 4), as documented
+            views.append(OsView.from_systemd(unit, props, installed))
         return views
 
     def status_port_for(self, view: OsView) -> int:
@@ -273,6 +287,10 @@ class SystemdManager:
         if follow:
             argv.append("-f")
         return self.runner.run(argv, capture=False).returncode
+
+
+class SystemdUnavailable(InstallError):
+    """``systemctl`` cannot reach systemd: a container, WSL without systemd, a chroot."""
 
 
 def _write(f: FileSpec) -> None:

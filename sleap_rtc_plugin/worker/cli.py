@@ -67,7 +67,10 @@ async def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         except NotImplementedError:  # Windows: Ctrl-C arrives as KeyboardInterrupt
             pass
-    await worker.start()
+    try:
+        await worker.start()
+    except OSError as exc:
+        raise UserError(_start_error(exc, options)) from None
     from .banner import print_banner
 
     await asyncio.to_thread(print_banner, worker)
@@ -77,6 +80,17 @@ async def run(args: argparse.Namespace) -> int:
         log.info("shutting down (a running job is stopped cleanly first)")
         await worker.stop()
     return 0
+
+
+def _start_error(exc: OSError, options) -> str:
+    """One line for a port the worker could not take (a second worker on the same machine, usually)."""
+    import errno
+
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        port = getattr(options, "embedded_port", None)
+        return (f"cannot start the worker: {exc.strerror or 'address in use'} (embedded coordinator port {port}); is another worker or "
+                "coordinator running here? stop it, or pick free ports with --port N and --status-port N (0 = any free port)")
+    return f"cannot start the worker: {exc.strerror or exc}"
 
 
 __all__ = ["add_arguments", "parse_labels", "run"]

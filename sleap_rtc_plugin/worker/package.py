@@ -185,7 +185,9 @@ def parse_job_dir(root: Path) -> JobSpec:
                     if not (m / "best.ckpt").is_file():
                         raise PackageError(f"package has no trained model at {m.relative_to(root)} (best.ckpt missing)")
             if not data.is_file():
-                raise PackageError(f"package has no {data.name} (the data to predict on)")
+                how = (f"send it beside the package with --input {data.name}" if data.parent.name == INPUTS_DIR else
+                       f"put it in the package, or send it beside with --input {data.name} and name it {INPUTS_DIR}/{data.name} in jobs.yaml")
+                raise PackageError(f"package has no {data.name} (the data to predict on): {how}")
             command = job.get("command", "predict")
             if command not in ("track", "predict"):
                 raise PackageError(f"jobs.yaml: inference[{i}].command must be 'track' or 'predict', got {str(command)[:40]!r}")
@@ -261,7 +263,7 @@ def open_package(path: str | Path, job_dir: str | Path, *, limits: Limits = Limi
     """
     path, job_dir = Path(path), Path(job_dir)
     if path.name.endswith(".slp"):
-        raise PackageError(f"{path.name} is a labels file, not a package; send it with its config yaml (open_files)")
+        raise PackageError(f"{path.name} is a labels file, not a package; train from labels + a config with `sleap-rtc train`")
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:

@@ -140,7 +140,8 @@ async def test_auth_failed_requeues_and_bans_that_worker(tmp_path):
         assert (second.worker_id, second.attempt) == ("w-good", 2)
         assert system.job("job").banned == ["w-bad"] and system.job("job").state == "dispatched"
         await refused(bad.report("job", 1, "succeeded"), "stale_attempt")
-        await refused(client.client_report("job", 1, "auth_failed"), "stale_attempt")
+        await client.client_report("job", 1, "auth_failed")  # said again: harmless
+        assert (system.job("job").state, system.job("job").attempt, system.job("job").worker_id, system.job("job").banned) == ("dispatched", 2, "w-good", ["w-bad"])
 
         # Even when the only other worker failed it, the banned one never gets it back.
         await good.report("job", 2, "failed", failure="infra", message="CUDA device lost")
@@ -161,6 +162,31 @@ async def test_auth_failed_requeues_and_bans_that_worker(tmp_path):
         await asyncio.sleep(1.0)  # several queue ticks
         job = system.job("job")
         assert (job.state, job.attempt, job.banned) == ("queued", 3, ["w-bad", "w-good"])
+    finally:
+        await system.close()
+
+
+async def test_auth_failed_after_the_worker_gave_the_attempt_up_still_bans_it(tmp_path):
+    """A real worker with the wrong secret abandons the dispatch itself ("client left") before
+    the client's ``auth_failed`` arrives; the job is requeued and may already be back on the
+    same worker. The late report still bans that worker and takes the job back from it."""
+    system = await open_system(tmp_path)
+    try:
+        bad = await system.peer("worker", token=await enroll(system.server, system.room_id, "w-bad"), metadata=gpu(40_000))
+        client = await system.peer("client", peer_id="c1")
+        await client.queue_submit("job", TRAIN, owner=OWNER)
+        assert (await update(client, "job", "dispatched")).worker_id == "w-bad"
+        await bad.report("job", 1, "failed", failure="infra", message="client left before submitting")
+        again = await update(client, "job", "dispatched")  # the only worker: it gets the job back
+        assert (again.worker_id, again.attempt) == ("w-bad", 2)
+
+        await client.client_report("job", 1, "auth_failed", "bad_secret")
+        await update(client, "job", "queued")
+        await asyncio.sleep(1.0)
+        job = system.job("job")
+        assert (job.state, job.worker_id, job.banned) == ("queued", None, ["w-bad"])
+        good = await system.peer("worker", token=await enroll(system.server, system.room_id, "w-good"), metadata=gpu(8_000))
+        assert (await update(client, "job", "dispatched")).worker_id == good.peer_id
     finally:
         await system.close()
 

@@ -87,7 +87,40 @@ _add(
     Advice(
         "Out of disk space",
         "A file could not be written (disk full or not writable).",
-        "Free space in your project folder (or on the worker, if the details say so) and submit again.",
+        "Free space where the details say (your project folder or the worker). Results already made "
+        "stay on the worker: fetch them again once there is room.",
+    ),
+)
+_add(
+    ("not_owner", "owner_required", "job_exists"),
+    Advice(
+        "Not your job",
+        "This job belongs to another submission; only the computer and project that submitted it may follow, stop or fetch it.",
+        "Open the project the job was submitted from, or submit the job again.",
+    ),
+)
+_add(
+    ("bad_package", "package_too_large", "no_package"),
+    Advice(
+        "The worker refused the job package",
+        "The package contains something the worker will not run (a path outside the job, an option it does not allow, or too much data).",
+        "Read the details below, correct the training settings and submit again.",
+    ),
+)
+_add(
+    ("rate_limited", "admin_required", "token_required", "replaced"),
+    Advice(
+        "The coordinator refused the request",
+        "The coordinator turned this request away (too many attempts, or it needs an administrator's token).",
+        "Wait a minute and try again; if it persists, ask your lab admin (the details say which).",
+    ),
+)
+_add(
+    ("result_timeout", "bad_result"),
+    Advice(
+        "Results did not arrive",
+        "The results could not be fetched from the worker completely.",
+        "They stay on the worker until they arrive: fetch them again.",
     ),
 )
 _add(
