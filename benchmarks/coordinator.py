@@ -1,10 +1,17 @@
 """Coordinator load benchmark: N workers + M clients against a coordinator subprocess.
 
-Reports registrations/s, discovery latency (p50/p99), relay round-trip latency and the
-server's memory per connection (RSS delta / connections) as JSON. The server runs in
-its own process so its RSS is not mixed with the simulated peers'.
+The coordinator runs in its own process and the simulated peers in ``--procs`` generator
+processes of their own (multiprocessing), so the figures are the server's and not the
+load generator's: on a small machine a generator sharing the server's interpreter
+measured its own queueing. Every phase reports the server's CPU time next to its wall
+time, and the load average of the machine is recorded with the figures (other work on
+the same cores shows up there, not silently in the latencies).
 
-    python benchmarks/coordinator.py --workers 500 --clients 50 --json
+Phases, separated by barriers across all processes: registration (workers, then
+clients), idle discovery (one client, one request at a time), discovery under load
+(every client in a closed loop), relay round trips under load (client → worker → client).
+
+    python benchmarks/coordinator.py --workers 500 --clients 50 --procs 2 --json
 """
 
 from __future__ import annotations
@@ -12,24 +19,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import multiprocessing as mp
 import os
 import random
 import resource
-import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-
-from sleap_rtc_plugin.coordinator import CoordinatorClient, create_room
+from typing import Any
 
 SERVER_CODE = """
 import asyncio, logging, sys, argparse
 logging.basicConfig(level=logging.WARNING)
+import sleap_rtc_plugin
 from sleap_rtc_plugin.coordinator.cli import run_server
-args = argparse.Namespace(host="127.0.0.1", port=0, db=":memory:", heartbeat_interval=10.0, heartbeat_timeout=30.0)
+print("code", sleap_rtc_plugin.__path__[0], flush=True)
+args = argparse.Namespace(host="127.0.0.1", port=0, db=":memory:", heartbeat_interval=10.0, heartbeat_timeout=60.0)
+if len(sys.argv) > 1:
+    import cProfile
+    with cProfile.Profile() as prof:
+        code = asyncio.run(run_server(args))
+    prof.dump_stats(sys.argv[1])
+    sys.exit(code)
 sys.exit(asyncio.run(run_server(args)))
 """
+#: Seconds any process waits at a phase barrier before the run is abandoned.
+BARRIER_TIMEOUT = 600.0
+SITES = 4
 
 
 def raise_fd_limit() -> int:
@@ -46,12 +65,14 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def server_cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
@@ -63,116 +84,288 @@ def fake_gpus(rng: random.Random) -> list[dict]:
     return [{"name": "sim", "memory_total_mb": total, "memory_free_mb": rng.randint(0, total)} for _ in range(rng.choice([1, 1, 2, 4]))]
 
 
-async def bench(args: argparse.Namespace) -> dict:
-    fd_limit = raise_fd_limit()
-    needed = (args.workers + args.clients) * 2 + 100
-    if fd_limit < needed:
-        raise SystemExit(f"error: need ~{needed} file descriptors, RLIMIT_NOFILE allows {fd_limit}; lower --workers/--clients")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
+def my_share(n: int, index: int, procs: int) -> list[int]:
+    return list(range(index, n, procs))
+
+
+# --- generator processes --------------------------------------------------------------
+
+
+class RawPeer:
+    """A client speaking the coordinator's JSON frames by hand for the load phases.
+
+    The full :class:`CoordinatorClient` decodes and validates every returned peer into
+    dataclasses: on two cores that client-side work, not the server, set the latency
+    under load. The idle phase still uses the full client (what a user sees)."""
+
+    def __init__(self, ws: Any):
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, url: str, room_id: str, token: str, peer_id: str) -> RawPeer:
+        import websockets
+
+        peer = cls(await websockets.connect(url, max_size=None, ping_interval=None))
+        await peer.request({"type": "register", "room_id": room_id, "token": token, "role": "client", "peer_id": peer_id, "ref": "reg"}, "registered")
+        return peer
+
+    async def _next(self) -> str:
+        """Next frame that is not a coordinator ping (answered as the real client does)."""
+        while True:
+            text = await self.ws.recv()
+            if text.startswith('{"type":"ping"'):
+                await self.ws.send(json.dumps({"type": "pong", "ts": json.loads(text)["ts"]}))
+                continue
+            return text
+
+    async def request(self, frame: dict[str, Any], want: str) -> str:
+        await self.ws.send(json.dumps(frame))
+        text = await self._next()
+        if not text.startswith(f'{{"type":"{want}"'):
+            raise RuntimeError(f"expected {want}, got {text[:200]}")
+        return text
+
+    async def relay_roundtrip(self, target: str, payload: dict[str, Any], ref: str) -> None:
+        await self.ws.send(json.dumps({"type": "relay", "target": target, "kind": "offer", "payload": payload, "ref": ref}))
+        seen_ok = seen_answer = False
+        while not (seen_ok and seen_answer):
+            text = await self._next()
+            if text.startswith('{"type":"ok"'):
+                seen_ok = True
+            elif text.startswith('{"type":"relay"'):
+                seen_answer = True
+            else:
+                raise RuntimeError(f"relay to {target}: {text[:200]}")
+
+
+
+def generator_main(index: int, spec: dict[str, Any], barrier: Any, results: Any) -> None:
+    """Entry point of one load-generator process (its own interpreter and event loop)."""
+    raise_fd_limit()
     try:
-        line = await asyncio.to_thread(proc.stdout.readline)
-        if "listening on" not in line:
-            raise SystemExit(f"error: coordinator did not start: {line!r}")
-        url = line.strip().rsplit(" ", 1)[-1]
-        room_id, token, _ = await create_room(url)
-        await asyncio.sleep(0.2)
-        rss_before = rss_kib(proc.pid)
-        rng = random.Random(args.seed)
-        sem = asyncio.Semaphore(args.concurrency)
+        results.put(asyncio.run(_generate(index, spec, barrier)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which aborts the run
+        barrier.abort()
+        results.put({"index": index, "error": f"{type(exc).__name__}: {exc}"})
 
-        async def join(role: str, i: int) -> CoordinatorClient:
-            meta = {"gpus": fake_gpus(rng), "labels": {"site": f"s{i % 4}"}} if role == "worker" else {}
-            client = CoordinatorClient(url, room_id=room_id, token=token, role=role, peer_id=f"{role[0]}{i}", metadata=meta, reconnect=False, request_timeout=60)
-            async with sem:
-                await client.start()
-            return client
 
-        t0 = time.perf_counter()
-        workers = await asyncio.gather(*(join("worker", i) for i in range(args.workers)))
-        clients = await asyncio.gather(*(join("client", i) for i in range(args.clients)))
-        reg_seconds = time.perf_counter() - t0
-        await asyncio.sleep(0.5)
-        rss_after = rss_kib(proc.pid)
+async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str, Any]:
+    from sleap_rtc_plugin.coordinator import CoordinatorClient
 
-        async def answer(worker: CoordinatorClient, relay) -> None:
-            if relay.kind == "offer":
-                await worker.relay(relay.source, "answer", {"sdp": "a"})
+    procs, url, room_id, token = spec["procs"], spec["url"], spec["room_id"], spec["token"]
+    rng = random.Random(spec["seed"] * 1000 + index)
+    sem = asyncio.Semaphore(max(1, math.ceil(spec["concurrency"] / procs)))
 
-        for w in workers:
-            w.add_relay_handler(lambda relay, w=w: answer(w, relay))
+    async def phase() -> None:
+        await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
 
-        discover_ms: list[float] = []
-        relay_ms: list[float] = []
-        returned: list[int] = []
+    async def join(role: str, i: int) -> CoordinatorClient:
+        meta = {"gpus": fake_gpus(rng), "labels": {"site": f"s{i % SITES}"}} if role == "worker" else {}
+        client = CoordinatorClient(url, room_id=room_id, token=token, role=role, peer_id=f"{role[0]}{i}", metadata=meta, reconnect=False, request_timeout=120)
+        async with sem:
+            await client.start()
+        return client
 
-        async def client_loop(client: CoordinatorClient) -> None:
-            for _ in range(args.rounds):
-                start = time.perf_counter()
-                peers = await client.discover(min_gpu_memory_mb=rng.choice([None, 4096, 16384]), labels={"site": f"s{rng.randrange(4)}"} if rng.random() < 0.5 else None)
-                discover_ms.append((time.perf_counter() - start) * 1000)
-                returned.append(len(peers))
-                target = rng.choice(workers).peer_id
-                start = time.perf_counter()
-                await client.relay(target, "offer", {"sdp": "o" * 2000})
-                await client.next_relay("answer", source=target, timeout=60)
-                relay_ms.append((time.perf_counter() - start) * 1000)
+    await phase()  # B0: everyone imported and ready
+    workers = await asyncio.gather(*(join("worker", i) for i in my_share(spec["workers"], index, procs)))
+    full_client = await join("client", 10**6 + index) if index == 0 else None
 
-        idle_ms: list[float] = []
-        for _ in range(100):
+    async def open_raw(i: int) -> RawPeer:
+        async with sem:
+            return await RawPeer.open(url, room_id, token, f"c{i}")
+
+    clients = await asyncio.gather(*(open_raw(i) for i in my_share(spec["clients"], index, procs)))
+
+    async def answer(worker: CoordinatorClient, relay: Any) -> None:
+        if relay.kind == "offer":
+            await worker.relay(relay.source, "answer", {"sdp": "a"})
+
+    for w in workers:
+        w.add_relay_handler(lambda relay, w=w: answer(w, relay))
+    await phase()  # B1: all registered
+
+    idle_ms: list[float] = []
+    if full_client is not None:
+        for _ in range(spec["idle_rounds"]):
             start = time.perf_counter()
-            await clients[0].discover(min_gpu_memory_mb=4096, labels={"site": "s1"})
+            await full_client.discover(min_gpu_memory_mb=4096, labels={"site": "s1"})
             idle_ms.append((time.perf_counter() - start) * 1000)
+    await phase()  # B2: idle discovery done
 
-        cpu_before = server_cpu_s(proc.pid)
-        t1 = time.perf_counter()
-        await asyncio.gather(*(client_loop(c) for c in clients))
-        load_seconds = time.perf_counter() - t1
-        server_cpu_load = server_cpu_s(proc.pid) - cpu_before
+    discover_ms: list[float] = []
+    returned: list[int] = []
 
-        for c in [*workers, *clients]:
-            await c.close()
-        connections = args.workers + args.clients
-        return {
-            "benchmark": "coordinator",
-            "workers": args.workers,
-            "clients": args.clients,
-            "rounds_per_client": args.rounds,
-            "registrations_per_s": round(connections / reg_seconds, 1),
-            "registration_seconds": round(reg_seconds, 3),
-            "discover_idle_p50_ms": round(percentile(idle_ms, 50), 2),
-            "discover_idle_p99_ms": round(percentile(idle_ms, 99), 2),
-            "discover_under_load_p50_ms": round(percentile(discover_ms, 50), 2),
-            "discover_under_load_p99_ms": round(percentile(discover_ms, 99), 2),
-            "discover_mean_peers_returned": round(statistics.mean(returned), 1),
-            "relay_roundtrip_p50_ms": round(percentile(relay_ms, 50), 2),
-            "relay_roundtrip_p99_ms": round(percentile(relay_ms, 99), 2),
-            "requests_per_s_under_load": round(2 * len(discover_ms) / load_seconds, 1),
-            "server_cpu_ms_per_request_under_load": round(1000 * server_cpu_load / (2 * len(discover_ms)), 3),
-            "server_rss_before_kib": rss_before,
-            "server_rss_after_kib": rss_after,
-            "server_kib_per_connection": round((rss_after - rss_before) / connections, 2),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
+    async def discover_loop(client: RawPeer) -> None:
+        for n in range(spec["rounds"]):
+            frame: dict[str, Any] = {"type": "discover", "role": "worker", "ref": f"d{n}"}
+            if (gpu := rng.choice([None, 4096, 16384])) is not None:
+                frame["min_gpu_memory_mb"] = gpu
+            if rng.random() < 0.5:
+                frame["labels"] = {"site": f"s{rng.randrange(SITES)}"}
+            start = time.perf_counter()
+            reply = await client.request(frame, "peer_list")
+            discover_ms.append((time.perf_counter() - start) * 1000)
+            returned.append(len(json.loads(reply)["peers"]))
+
+    await asyncio.gather(*(discover_loop(c) for c in clients))
+    await phase()  # B3: discovery under load done
+
+    relay_ms: list[float] = []
+
+    async def relay_loop(client: RawPeer) -> None:
+        for n in range(spec["rounds"]):
+            target = f"w{rng.randrange(spec['workers'])}"
+            start = time.perf_counter()
+            await client.relay_roundtrip(target, {"sdp": "o" * 2000}, f"r{n}")
+            relay_ms.append((time.perf_counter() - start) * 1000)
+
+    await asyncio.gather(*(relay_loop(c) for c in clients))
+    await phase()  # B4: relays done; workers stayed up until every client finished
+
+    for c in [*workers, *([full_client] if full_client else [])]:
+        await c.close()
+    for raw in clients:
+        await raw.ws.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "index": index,
+        "idle_ms": idle_ms,
+        "discover_ms": discover_ms,
+        "returned": returned,
+        "relay_ms": relay_ms,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
+
+
+# --- the parent: server, barriers, figures --------------------------------------------
+
+
+def _start_server(profile: str | None) -> tuple[subprocess.Popen[str], str, str]:
+    """Start the coordinator; return it, its URL and the package directory it runs from
+    (recorded with the figures: a before/after comparison must say which code ran)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, *([profile] if profile else [])], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
+    code = proc.stdout.readline().split(" ", 1)[-1].strip() if proc.stdout else ""
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "listening on" not in line:
+        proc.kill()
+        raise SystemExit(f"error: coordinator did not start: {line!r}")
+    return proc, line.strip().rsplit(" ", 1)[-1], code
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from sleap_rtc_plugin.coordinator import create_room
+
+    fd_limit = raise_fd_limit()
+    needed = args.workers + args.clients + 200
+    if fd_limit < needed:
+        raise SystemExit(f"error: the server needs ~{needed} file descriptors, RLIMIT_NOFILE allows {fd_limit}; lower --workers/--clients")
+    load_before = os.getloadavg()
+    server, url, server_code = _start_server(args.profile)
+    ctx = mp.get_context("spawn")
+    procs: list[Any] = []
+    try:
+        room_id, token, _ = asyncio.run(create_room(url))
+        time.sleep(0.2)
+        rss_before = rss_kib(server.pid)
+        barrier = ctx.Barrier(args.procs + 1)
+        results = ctx.Queue()
+        spec = {
+            "procs": args.procs, "url": url, "room_id": room_id, "token": token, "seed": args.seed,
+            "workers": args.workers, "clients": args.clients, "rounds": args.rounds,
+            "idle_rounds": args.idle_rounds, "concurrency": args.concurrency,
         }
+        procs = [ctx.Process(target=generator_main, args=(i, spec, barrier, results), daemon=True) for i in range(args.procs)]
+        for p in procs:
+            p.start()
+
+        marks: list[tuple[float, float]] = []
+        for _ in range(5):  # B0..B4
+            try:
+                barrier.wait(BARRIER_TIMEOUT)
+            except threading.BrokenBarrierError:
+                failed = results.get(timeout=10) if not results.empty() else {"error": "a generator stopped"}
+                raise SystemExit(f"error: a generator failed: {failed.get('error')}") from None
+            marks.append((time.perf_counter(), cpu_s(server.pid)))
+            if len(marks) == 2:
+                time.sleep(0.5)
+                rss_after = rss_kib(server.pid)
+        parts = [results.get(timeout=120) for _ in procs]
+        load_after = os.getloadavg()
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
     finally:
-        proc.terminate()
+        server.terminate()
         try:
-            await asyncio.to_thread(proc.wait, 15)
+            server.wait(15)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            server.kill()
+    errors = [p["error"] for p in parts if "error" in p]
+    if errors:
+        raise SystemExit(f"error: a generator failed: {errors[0]}")
+
+    def span(a: int, b: int) -> tuple[float, float]:
+        return marks[b][0] - marks[a][0], marks[b][1] - marks[a][1]
+
+    idle = [x for p in parts for x in p["idle_ms"]]
+    discover = [x for p in parts for x in p["discover_ms"]]
+    relay = [x for p in parts for x in p["relay_ms"]]
+    returned = [x for p in parts for x in p["returned"]]
+    connections = args.workers + args.clients
+    reg_wall, reg_cpu = span(0, 1)
+    disc_wall, disc_cpu = span(2, 3)
+    relay_wall, relay_cpu = span(3, 4)
+    return {
+        "benchmark": "coordinator",
+        "workers": args.workers,
+        "clients": args.clients,
+        "generator_processes": args.procs,
+        "rounds_per_client": args.rounds,
+        "registrations_per_s": round(connections / reg_wall, 1),
+        "registration_seconds": round(reg_wall, 3),
+        "server_cpu_ms_per_registration": round(1000 * reg_cpu / connections, 3),
+        "discover_idle_p50_ms": round(percentile(idle, 50), 2),
+        "discover_idle_p99_ms": round(percentile(idle, 99), 2),
+        "discover_under_load_p50_ms": round(percentile(discover, 50), 2),
+        "discover_under_load_p99_ms": round(percentile(discover, 99), 2),
+        "discover_per_s_under_load": round(len(discover) / disc_wall, 1),
+        "server_cpu_ms_per_discover": round(1000 * disc_cpu / max(1, len(discover)), 3),
+        "server_cpu_share_discover_phase": round(disc_cpu / disc_wall, 2),
+        "discover_mean_peers_returned": round(sum(returned) / max(1, len(returned)), 1),
+        "relay_roundtrip_p50_ms": round(percentile(relay, 50), 2),
+        "relay_roundtrip_p99_ms": round(percentile(relay, 99), 2),
+        "relays_per_s_under_load": round(len(relay) / relay_wall, 1),
+        "server_cpu_ms_per_relay_roundtrip": round(1000 * relay_cpu / max(1, len(relay)), 3),
+        "generator_cpu_s": round(sum(p["cpu_s"] for p in parts), 2),
+        "server_rss_before_kib": rss_before,
+        "server_rss_after_kib": rss_after,
+        "server_kib_per_connection": round((rss_after - rss_before) / connections, 2),
+        "loadavg_1m_before": round(load_before[0], 2),
+        "loadavg_1m_after": round(load_after[0], 2),
+        "server_code": server_code,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=500)
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=20, help="discover+relay rounds per client")
-    parser.add_argument("--concurrency", type=int, default=100, help="registrations in flight at once")
+    parser.add_argument("--workers", type=int, default=500, help="simulated workers (default 500)")
+    parser.add_argument("--clients", type=int, default=50, help="simulated clients, each in a closed request loop (default 50)")
+    parser.add_argument("--procs", type=int, default=2, help="load-generator processes the peers are spread over (default 2)")
+    parser.add_argument("--rounds", type=int, default=20, help="discover rounds, then relay rounds, per client (default 20)")
+    parser.add_argument("--idle-rounds", type=int, default=100, help="sequential discovers by one client on an idle server (default 100)")
+    parser.add_argument("--concurrency", type=int, default=100, help="registrations in flight at once, over all generators (default 100)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", action="store_true", help="print one JSON object (default: indented JSON)")
+    parser.add_argument("--profile", metavar="FILE", help="run the coordinator under cProfile and write its stats to FILE (figures are then slower)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line (default: indented JSON)")
     args = parser.parse_args()
-    result = asyncio.run(bench(args))
+    if args.procs < 1:
+        parser.error("--procs must be at least 1")
+    result = run(args)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 

@@ -110,6 +110,8 @@ async def _run(args: argparse.Namespace, command: str) -> int:
     for m in models:
         if not m.exists():
             raise UserError(f"--model_paths {m}: no such folder")
+        if not ((m.parent if m.is_file() else m) / "best.ckpt").is_file():
+            raise UserError(f"--model_paths {m}: no best.ckpt there; give a trained model folder")
     frames = check_frames(args.frames)
     extra = extra_args(args, command)
     if args.device:

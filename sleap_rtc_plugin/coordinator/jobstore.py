@@ -371,6 +371,19 @@ class JobStore:
     async def audit(self, kind: str, actor: str, *, room_id: str | None = None, subject: str | None = None, detail: dict[str, Any] | None = None) -> None:
         await self._rooms._run(self._audit, time.time(), kind, actor, room_id, subject, json.dumps(detail or {}, default=str))
 
+    async def audit_many(self, rows: list[tuple[float, str, str, str | None, str | None, str]]) -> None:
+        """Append rows ``(ts, kind, actor, room_id, subject, detail_json)`` in one transaction."""
+        await self._rooms._run(self._audit_many, rows)
+
+    def _audit_many(self, rows: list[tuple[float, str, str, str | None, str | None, str]]) -> None:
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT INTO audit (ts, kind, actor, room_id, subject, detail) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def _audit(self, ts: float, kind: str, actor: str, room_id: str | None, subject: str | None, detail: str) -> None:
         self._db.execute(
             "INSERT INTO audit (ts, kind, actor, room_id, subject, detail) VALUES (?, ?, ?, ?, ?, ?)",

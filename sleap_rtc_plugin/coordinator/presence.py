@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..protocol.coordinator import PeerInfo
+from .discovery import Query, RoomIndex
 
 
 @dataclass(eq=False)
@@ -32,13 +33,30 @@ class PeerEntry:
     reported_status: str = ""
     reported_labels: dict[str, Any] = field(default_factory=dict)
     _info_json: str | None = field(default=None, repr=False)
+    #: Largest free GPU memory over ``metadata["gpus"]`` (the discovery rank), kept current.
+    free_gpu_mb: int = field(default=0, repr=False)
+    #: The room index holding this entry, told of every change (None: not in presence).
+    index: RoomIndex | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.free_gpu_mb = max_free_gpu_mb(self.metadata)
 
     def update(self, *, status: str | None = None, metadata: dict[str, Any] | None = None) -> None:
+        """Change status and/or metadata; the room's discovery index follows (an update
+        that changes nothing leaves the index, and its cached replies, alone)."""
+        if (status is None or status == self.status) and (metadata is None or metadata == self.metadata):
+            return
+        index = self.index
+        if index is not None:
+            index.discard(self)
         if status is not None:
             self.status = status
         if metadata is not None:
             self.metadata = metadata
+            self.free_gpu_mb = max_free_gpu_mb(metadata)
         self._info_json = None
+        if index is not None:
+            index.add(self)
 
     def info_json(self) -> str:
         """This peer's :class:`PeerInfo` as compact JSON, cached until it changes, so a
@@ -92,37 +110,47 @@ def matches(
 
 
 def rank(entry: PeerEntry) -> tuple[int, int, str]:
-    """Sort key: available first, then most free GPU memory, then id (stable output)."""
+    """Sort key: available first, then most free GPU memory, then id (stable output).
+
+    With :func:`matches`, the definition of a discover's result; :mod:`discovery`
+    computes the same from its indexes (the tests check one against the other)."""
     return (0 if entry.status == "available" else 1, -max_free_gpu_mb(entry.metadata), entry.peer_id)
 
 
 class Presence:
-    """Rooms → peers. All methods are synchronous and never await, so each is atomic
-    with respect to the event loop (check-then-insert cannot interleave)."""
+    """Rooms → peers, indexed for discovery (:class:`discovery.RoomIndex`). All methods
+    are synchronous and never await, so each is atomic with respect to the event loop
+    (check-then-insert cannot interleave)."""
 
     def __init__(self) -> None:
-        self._rooms: dict[str, dict[str, PeerEntry]] = {}
+        self._rooms: dict[str, RoomIndex] = {}
 
     def __len__(self) -> int:
-        return sum(len(peers) for peers in self._rooms.values())
+        return sum(len(room) for room in self._rooms.values())
 
     def room_count(self) -> int:
         return len(self._rooms)
 
+    def room(self, room_id: str) -> RoomIndex | None:
+        return self._rooms.get(room_id)
+
     def get(self, room_id: str, peer_id: str) -> PeerEntry | None:
-        return self._rooms.get(room_id, {}).get(peer_id)
+        room = self._rooms.get(room_id)
+        return room.peers.get(peer_id) if room is not None else None
 
     def add(self, entry: PeerEntry) -> None:
-        self._rooms.setdefault(entry.room_id, {})[entry.peer_id] = entry
+        room = self._rooms.get(entry.room_id)
+        if room is None:
+            room = self._rooms[entry.room_id] = RoomIndex()
+        room.add(entry)
 
     def remove(self, entry: PeerEntry) -> bool:
         """Remove ``entry`` only if it is still the registered one (a reconnect may have
         replaced it); return whether it was removed."""
-        peers = self._rooms.get(entry.room_id)
-        if not peers or peers.get(entry.peer_id) is not entry:
+        room = self._rooms.get(entry.room_id)
+        if room is None or not room.discard(entry):
             return False
-        del peers[entry.peer_id]
-        if not peers:
+        if not room.peers:
             del self._rooms[entry.room_id]
         return True
 
@@ -135,15 +163,14 @@ class Presence:
         status: str | None = None,
         min_gpu_memory_mb: int | None = None,
         labels: dict[str, str] | None = None,
+        limit: int | None = None,
     ) -> list[PeerEntry]:
-        found = [
-            e
-            for e in self._rooms.get(room_id, {}).values()
-            if e.peer_id != exclude
-            and matches(e, role=role, status=status, min_gpu_memory_mb=min_gpu_memory_mb, labels=labels or {})
-        ]
-        found.sort(key=rank)
-        return found
+        """Peers of a room matching every given filter, in :func:`rank` order."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            return []
+        query = Query.of(role=role, status=status, min_gpu_memory_mb=min_gpu_memory_mb, labels=labels)
+        return room.find(query, exclude=exclude, limit=limit)
 
     def entries(self) -> list[PeerEntry]:
-        return [e for peers in self._rooms.values() for e in peers.values()]
+        return [e for room in self._rooms.values() for e in room.peers.values()]

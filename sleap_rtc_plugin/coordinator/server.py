@@ -38,7 +38,6 @@ from ..protocol.coordinator import (
     Discover,
     Error,
     Ok,
-    PeerList,
     Ping,
     Pong,
     Register,
@@ -50,6 +49,8 @@ from ..protocol.coordinator import (
 from ..protocol.offer import decode_offer
 from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, ClientReport, JobReport, Queued, QueueCancel, QueueSubmit, QueueWatch
 from .admin import AdminService
+from .audit_log import AuditWriter
+from .discovery import Query, peer_list_frame  # noqa: F401 - peer_list_frame: re-exported
 from .jobstore import WORKER_TOKEN_PREFIX, JobStore
 from .edge import Edge, address_of
 from .limits import EdgeLimits, is_loopback
@@ -133,15 +134,6 @@ def _ref_of(raw: str | bytes) -> str | None:
     return ref if isinstance(ref, str) and len(ref) <= 128 else None
 
 
-def peer_list_frame(peer_jsons: list[str], ref: str | None, *, truncated: bool) -> str:
-    """A ``peer_list`` frame built from cached per-peer JSON; byte-for-byte what
-    ``PeerList(...).encode()`` would produce, without re-serializing every peer."""
-    return (
-        f'{{"type":"{PeerList.TYPE}","v":{PeerList.VERSION},"peers":[{",".join(peer_jsons)}],'
-        f'"ref":{json.dumps(ref)},"truncated":{json.dumps(truncated)}}}'
-    )
-
-
 def _labels_of(metadata: dict[str, Any]) -> dict[str, Any]:
     labels = metadata.get("labels")
     return dict(labels) if isinstance(labels, dict) else {}
@@ -186,7 +178,7 @@ class CoordinatorServer:
         self.admin = AdminService(self)
         self.edge = Edge(limits, self._audit_now)
         self.ssl_context = ssl_context
-        self._audit_tasks: set[asyncio.Task[None]] = set()
+        self._audit_log = AuditWriter(self.jobstore.audit_many)
         self._queue_task: asyncio.Task[None] | None = None
         self._links: set[Link] = set()
         self._server: Server | None = None
@@ -281,19 +273,10 @@ class CoordinatorServer:
         self.edge.audit(kind, actor, room_id=room_id, subject=subject, detail=detail)
 
     def _audit_now(self, kind: str, actor: str, *, room_id: str | None = None, subject: str | None = None, detail: dict[str, Any] | None = None) -> None:
-        task = asyncio.ensure_future(self._write_audit(kind, actor, room_id, subject, detail))
-        self._audit_tasks.add(task)
-        task.add_done_callback(self._audit_tasks.discard)
-
-    async def _write_audit(self, kind: str, actor: str, room_id: str | None, subject: str | None, detail: dict[str, Any] | None) -> None:
-        try:
-            await self.jobstore.audit(kind, actor, room_id=room_id, subject=subject, detail=detail)
-        except Exception:  # noqa: BLE001 - the audit log failing must not fail the request
-            log.exception("audit write failed (%s by %s)", kind, actor)
+        self._audit_log.add(kind, actor, room_id=room_id, subject=subject, detail=detail)
 
     async def flush_audit(self) -> None:
-        if self._audit_tasks:
-            await asyncio.gather(*list(self._audit_tasks), return_exceptions=True)
+        await self._audit_log.flush()
 
     # --- queue ---------------------------------------------------------------------------
 
@@ -609,24 +592,11 @@ class CoordinatorServer:
             raise ProtocolError("bad_value", "limit must be at least 1", ref=msg.ref)
         if msg.min_gpu_memory_mb is not None and msg.min_gpu_memory_mb < 0:
             raise ProtocolError("bad_value", "min_gpu_memory_mb must not be negative", ref=msg.ref)
-        found = self.presence.find(
-            entry.room_id,
-            exclude=entry.peer_id,
-            role=msg.role,
-            status=msg.status,
-            min_gpu_memory_mb=msg.min_gpu_memory_mb,
-            labels=msg.labels,
-        )
+        room = self.presence.room(entry.room_id)
+        assert room is not None  # the asker itself is in it
+        query = Query.of(role=msg.role, status=msg.status, min_gpu_memory_mb=msg.min_gpu_memory_mb, labels=msg.labels)
         limit = msg.limit or DEFAULT_DISCOVER_LIMIT
-        budget = MAX_FRAME_BYTES - 1024
-        parts, size = [], 0
-        for e in found[:limit]:
-            part = e.info_json()
-            size += len(part) + 1
-            if size > budget:
-                break
-            parts.append(part)
-        link.send_text(peer_list_frame(parts, msg.ref, truncated=len(parts) < len(found)))
+        link.send_text(room.peer_list(query, exclude=entry.peer_id, ref=msg.ref, limit=limit, budget=MAX_FRAME_BYTES - 1024))
 
     def _on_relay(self, link: Link, msg: Relay) -> None:
         sender = link.entry

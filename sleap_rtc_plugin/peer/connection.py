@@ -21,7 +21,9 @@ from aiortc.sdp import SessionDescription
 from .fastpath import FastPaths
 from .errors import ChannelTimeoutError, ConnectError, IceFailedError, NoAnswerError
 from .ice import enable_loopback_candidates, loopback_requested, rtc_configuration
+from .ice_choice import choose_ice_servers
 from .link import PeerLink
+from .path_report import log_path, selected_path
 from .transport import DataChannelTransport
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,9 @@ def _link(pc: RTCPeerConnection, channel, role: Role, peer_id: str, started: flo
         remote_fingerprint=_fingerprint(pc.remoteDescription.sdp),
     )
     link.setup_seconds = time.monotonic() - started
+    link.path = selected_path(pc)
     log.info("peer link open: %s %s (setup %.3f s)", role, peer_id, link.setup_seconds)
+    log_path(link.path, f"{role} link {peer_id}")
     return link
 
 
@@ -105,7 +109,7 @@ async def connect(
     if loopback_requested(allow_loopback):
         enable_loopback_candidates()
     started = time.monotonic()
-    pc = RTCPeerConnection(rtc_configuration(ice_servers))
+    pc = RTCPeerConnection(rtc_configuration(await choose_ice_servers(ice_servers)))
     try:
         channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
         opened: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -139,7 +143,7 @@ async def accept(
     if loopback_requested(allow_loopback):
         enable_loopback_candidates()
     started = time.monotonic()
-    pc = RTCPeerConnection(rtc_configuration(ice_servers))
+    pc = RTCPeerConnection(rtc_configuration(await choose_ice_servers(ice_servers)))
     opened: asyncio.Future = asyncio.get_running_loop().create_future()
 
     @pc.on("datachannel")

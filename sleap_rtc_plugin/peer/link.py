@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..protocol import PEER, Message, ProtocolError
 from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, Keepalive, PeerError
@@ -71,6 +71,7 @@ class PeerLink:
         self.local_fingerprint = local_fingerprint
         self.remote_fingerprint = remote_fingerprint
         self.setup_seconds = 0.0
+        self.path: Any = None  # PathReport of the selected ICE pair (peer/path_report.py), set on connect
         self.authenticated = False
         self.auth_mode: str | None = None
         self.closed = asyncio.Event()

@@ -4,9 +4,10 @@ Until the client has proven the room secret it is a stranger, and a stranger get
 little: its offer is decoded as a :class:`~..protocol.offer.PeerOffer` (a ``job_id``
 that could name a folder outside the data dir is refused right there), nothing is
 made on disk, the worker is *not* reserved (so silent offers cannot keep it from
-honest clients), and the whole way from offer to authenticated link is bounded by
+honest clients), the whole way from offer to authenticated link is bounded by
 ``preauth_timeout`` seconds (a link caps pre-auth frames itself; see
-:class:`~..peer.link.PeerLink`). Only then does the worker reserve itself for a new
+:class:`~..peer.link.PeerLink`), and only a few such links may be in setup at once
+(per client and in all), so a flood of offers cannot pile up peer connections. Only then does the worker reserve itself for a new
 job, create the job's incoming folder and hand the link to :meth:`Worker._serve`.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +39,11 @@ log = logging.getLogger(__name__)
 collapse_repeats(log)
 
 DEFAULT_PREAUTH_TIMEOUT = 15.0
+#: Links being set up (offer seen, not yet authenticated) at once: per client, and in all.
+MAX_PREAUTH_PER_CLIENT = 4
+MAX_PREAUTH_LINKS = 16
+
+_setting_up: "weakref.WeakKeyDictionary[Worker, Counter[str]]" = weakref.WeakKeyDictionary()  # per worker: client -> count
 
 
 async def reject(worker: "Worker", client: str, code: str, message: str) -> None:
@@ -72,6 +80,34 @@ async def handle_offer(worker: "Worker", relay: Relay) -> None:
         return
     if not await _precheck(worker, client, offer):
         return
+    pending = _setting_up.setdefault(worker, Counter())
+    if pending[client] >= MAX_PREAUTH_PER_CLIENT or sum(pending.values()) >= MAX_PREAUTH_LINKS:
+        await reject(worker, client, "too_many_offers", f"worker {worker.name} is already setting up {sum(pending.values())} connection(s) (at most "
+                     f"{MAX_PREAUTH_PER_CLIENT} per client); try again in a few seconds")
+        return
+    slot = _Slot(pending, client)
+    try:
+        await _answer(worker, client, offer, slot)
+    finally:
+        slot.release()
+
+
+class _Slot:
+    """One link counted as "being set up" until it has authenticated (or failed to)."""
+
+    def __init__(self, pending: Counter, client: str):
+        self.pending, self.client, self.held = pending, client, True
+        pending[client] += 1
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.pending[self.client] -= 1
+            if self.pending[self.client] <= 0:
+                del self.pending[self.client]
+
+
+async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) -> None:
     job_id, intent = offer.job_id, offer.intent
     try:
         incoming = child_path(worker.data_dir / "incoming", job_id)
@@ -99,7 +135,9 @@ async def handle_offer(worker: "Worker", relay: Relay) -> None:
     worker._links.add(link)
     reserved = dispatch is not None
     try:
-        if not await _authenticate(worker, link, client, incoming, deadline):
+        authenticated = await _authenticate(worker, link, client, incoming, deadline)
+        slot.release()
+        if not authenticated:
             return
         if dispatch is None and intent == "submit":
             try:

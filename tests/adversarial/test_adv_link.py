@@ -125,6 +125,9 @@ async def test_unauthenticated_link_reserves_nothing_and_makes_nothing(coordinat
         try:
             for link in silent:  # the worker is in its handshake on every one of them
                 assert isinstance(await link._next_auth_frame(10), Hello)
+            with pytest.raises(CoordinatorError) as info:  # a fifth one from the same member waits its turn
+                await open_link(coord, worker, valid_offer("silent-4"))
+            assert info.value.code == "too_many_offers" and "try again" in info.value.message
             assert worker.state.status.value == "available"
             assert [w.status for w in await list_workers(spec_for(worker))] == ["available"]
             assert made_under(sentinel.data_dir) == []
@@ -140,14 +143,14 @@ async def test_unauthenticated_link_reserves_nothing_and_makes_nothing(coordinat
 
 
 async def test_link_that_does_not_authenticate_in_time_is_closed(coordinator, room, make_worker, sentinel):  # noqa: F811
-    worker = await make_worker("target", data_dir=sentinel.data_dir, preauth_timeout=1.0)
+    worker = await make_worker("target", data_dir=sentinel.data_dir, preauth_timeout=3.0)
     async with room_member(coordinator, room) as coord:
         link = await open_link(coord, worker)
         try:
             await asyncio.wait_for(link.closed.wait(), 20)
         finally:
             await link.close()
-    assert "did not authenticate within 1 s" in (worker.last_error or "")
+    assert "did not authenticate within 3 s" in (worker.last_error or "")
     assert worker.state.status.value == "available" and made_under(sentinel.data_dir) == []
     sentinel.assert_unchanged()
 
