@@ -330,7 +330,7 @@ class JobHandle:
 
         return await connect(
             send_offer,
-            ice_servers=spec.ice_servers or [],
+            ice_servers=await coord.ice_servers(spec.ice_servers),
             timeout=spec.timeout,
             role="client",
             peer_id=coord.peer_id or "",

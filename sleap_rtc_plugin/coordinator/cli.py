@@ -20,6 +20,7 @@ import time
 from .client import CoordinatorError, create_room
 from .limits import EdgeLimits
 from .server import CoordinatorServer
+from .turn import TurnConfig
 from .tls import TLSConfigError, server_context
 from ..config import load_settings
 from .store import RoomStore, default_db_path
@@ -107,6 +108,7 @@ async def run_server(args: argparse.Namespace) -> int:
         allow_room_token_workers=bool(settings["server.allow_room_token_workers"]),
         limits=limits,
         ssl_context=context,
+        turn=TurnConfig.from_settings(settings),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ import inspect
 import itertools
 import logging
 import random
+import time
 from typing import Any, Callable, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -35,6 +36,8 @@ from ..protocol.coordinator import (
     Ping,
     Pong,
     Register,
+    IceRefresh,
+    IceServers,
     Registered,
     Relay,
     RoomCreated,
@@ -195,6 +198,7 @@ class CoordinatorClient:
         self.backoff_max = backoff_max
         self.request_timeout = request_timeout
         self.heartbeat_interval = 10.0
+        self.coordinator_ice: tuple[list[dict[str, Any]] | None, int | None] = (None, None)
         self.reconnects = 0
 
         self._ws: ClientConnection | None = None
@@ -274,6 +278,19 @@ class CoordinatorClient:
         )
         assert isinstance(reply, PeerList)
         return reply.peers
+
+    async def ice_servers(self, configured: list[Any] | None = None) -> list[Any]:
+        """The ICE servers for a new connection: the coordinator's list (TURN credentials
+        refreshed first when they expire within a minute), else ``configured``."""
+        servers, expires = self.coordinator_ice
+        if servers is None:
+            return list(configured or [])
+        if expires is not None and expires - 60 < time.time():
+            reply = await self._request(IceRefresh())
+            assert isinstance(reply, IceServers)
+            servers, expires = reply.servers, reply.expires
+            self.coordinator_ice = (servers, expires)
+        return list(servers) + [s for s in (configured or []) if s not in servers]
 
     async def update(self, *, status: str | None = None, metadata: dict[str, Any] | None = None) -> None:
         """Replace this peer's status and/or metadata.
@@ -469,6 +486,7 @@ class CoordinatorClient:
         assert isinstance(reply, Registered)
         self.peer_id = reply.peer_id
         self.heartbeat_interval = reply.heartbeat_interval
+        self.coordinator_ice = (reply.ice_servers, reply.ice_expires)
         self._ws = ws
         self._connected.set()
         log.info("registered with %s as %s/%s (%s)", self.url, self.room_id, self.peer_id, self.role)

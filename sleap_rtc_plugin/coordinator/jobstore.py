@@ -16,10 +16,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..protocol.coordinator import WORKER_TOKEN_PREFIX
 from .store import RoomStore, hash_token
 
 #: Prefix that tells a worker token from a room token at registration.
-WORKER_TOKEN_PREFIX = "swt_"
 ADMIN_TOKEN_PREFIX = "sat_"
 
 _SCHEMA = """

@@ -36,6 +36,8 @@ from ..protocol.coordinator import (
     MAX_SDP,
     CreateRoom,
     Discover,
+    IceRefresh,
+    IceServers,
     Error,
     Ok,
     Ping,
@@ -51,12 +53,14 @@ from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, Cli
 from .admin import AdminService
 from .audit_log import AuditWriter
 from .discovery import Query, peer_list_frame  # noqa: F401 - peer_list_frame: re-exported
-from .jobstore import WORKER_TOKEN_PREFIX, JobStore
+from ..protocol.coordinator import WORKER_TOKEN_PREFIX
+from .jobstore import JobStore
 from .edge import Edge, address_of
 from .limits import EdgeLimits, is_loopback
 from .presence import PeerEntry, Presence
 from .queue import JobQueue
 from .store import RoomAccessError, RoomStore
+from .turn import TurnConfig
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +163,7 @@ class CoordinatorServer:
         allow_room_token_workers: bool = False,
         limits: EdgeLimits | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        turn: TurnConfig | None = None,
     ):
         if heartbeat_timeout <= heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
@@ -178,6 +183,7 @@ class CoordinatorServer:
         self.admin = AdminService(self)
         self.edge = Edge(limits, self._audit_now)
         self.ssl_context = ssl_context
+        self.turn = turn or TurnConfig()
         self._audit_log = AuditWriter(self.jobstore.audit_many)
         self._queue_task: asyncio.Task[None] | None = None
         self._links: set[Link] = set()
@@ -434,6 +440,9 @@ class CoordinatorServer:
             self._on_update(link, msg)
         elif isinstance(msg, Discover):
             self._on_discover(link, msg)
+        elif isinstance(msg, IceRefresh):
+            servers, expires = self.turn.ice_servers(link.entry.peer_id)
+            link.send(IceServers(servers=servers, expires=expires, ref=msg.ref))
         elif isinstance(msg, Relay):
             self._on_relay(link, msg)
         elif isinstance(msg, (QueueSubmit, QueueWatch, QueueCancel, ClientReport)):
@@ -503,7 +512,9 @@ class CoordinatorServer:
         link.entry = entry
         log.info("peer registered room=%s peer=%s role=%s status=%s", room.room_id, peer_id, msg.role, entry.status)
         self.audit("register", link.who, room_id=room.room_id, subject=peer_id, detail={"role": msg.role, "via_token": via_token, "status": entry.status})
-        link.send(Registered(peer_id=peer_id, room_id=room.room_id, heartbeat_interval=self.heartbeat_interval, ref=msg.ref))
+        ice_servers, ice_expires = self.turn.ice_servers(peer_id)
+        link.send(Registered(peer_id=peer_id, room_id=room.room_id, heartbeat_interval=self.heartbeat_interval, ref=msg.ref,
+                             ice_servers=ice_servers if self.turn.enabled else None, ice_expires=ice_expires))
         if msg.role == "worker":
             await self.queue.worker_registered(entry)
         else:

@@ -20,6 +20,9 @@ Role = Literal["worker", "client"]
 PeerStatus = Literal["available", "reserved", "busy", "offline", "draining"]
 
 MAX_ID = 128
+
+#: A worker token (``sleap-rtc admin token create``) starts with this; a room token never does.
+WORKER_TOKEN_PREFIX = "swt_"
 MAX_SDP = 64 * 1024
 
 
@@ -88,6 +91,29 @@ class Registered(Message):
     peer_id: PeerId
     room_id: RoomId
     heartbeat_interval: float
+    ref: str | None = None
+    #: STUN/TURN servers for this peer's WebRTC links (``{"urls", "username", "credential"}``),
+    #: with short-lived TURN credentials when the coordinator holds a TURN secret.
+    ice_servers: list[dict[str, Any]] | None = None
+    #: Unix time the TURN credentials expire; ask again (``ice_refresh``) before then.
+    ice_expires: int | None = None
+
+
+@COORDINATOR.register
+@dataclass
+class IceRefresh(Message):
+    """Ask for fresh TURN credentials (answered with ``ice_servers``)."""
+
+    TYPE = "ice_refresh"
+    ref: str | None = None
+
+
+@COORDINATOR.register
+@dataclass
+class IceServers(Message):
+    TYPE = "ice_servers"
+    servers: list[dict[str, Any]]
+    expires: int | None = None
     ref: str | None = None
 
 

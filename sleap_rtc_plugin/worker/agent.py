@@ -36,7 +36,7 @@ from ..peer import secrets
 from ..peer.fastpath import FastPaths
 from ..peer.errors import PeerLinkError, TransferError
 from ..peer.link import PeerLink
-from ..protocol.coordinator import Relay
+from ..protocol.coordinator import WORKER_TOKEN_PREFIX, Relay
 from ..protocol.names import child_path
 from ..protocol.peer import Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultFile, ResultReleased
 from ..protocol.queue import CheckpointNotice, JobDispatch
@@ -295,9 +295,20 @@ class Worker:
             log.warning("created a room secret for room %s but could not save it (%s); it is in the session string", self.room_id, exc)
         return value.encode()
 
+    @property
+    def enrolled(self) -> bool:
+        """Registered with a worker token: its credential is its own, never one to hand to clients."""
+        return bool(self.token and self.token.startswith(WORKER_TOKEN_PREFIX))
+
     def session_string(self) -> str:
-        """Everything a client needs: room, token, worker, coordinator and the room secret."""
+        """Everything a client needs: room, token, worker, coordinator and the room secret.
+
+        An enrolled worker has no room token to give (and its worker token must never reach a
+        client: it would let the holder take the worker's id), so it has no session string.
+        """
         assert self.room_id and self.token and self.peer_id
+        if self.enrolled:
+            raise RuntimeError(f"worker {self.peer_id} is enrolled with a worker token: clients join room {self.room_id} with the room token")
         secret = self.secret.decode("utf-8", "replace") if self.secret else None
         return SessionString(self.room_id, self.token, self.peer_id, self.server_url, secret).encode()
 
@@ -764,6 +775,6 @@ class Worker:
             await asyncio.to_thread(self.outbox.ack, msg.job_id)
             self.jobs.pop(msg.job_id, None)
             log.info("job %s: results acknowledged by %s; outbox entry removed", msg.job_id, client)
-            await asyncio.to_thread(shutil.rmtree, self.data_dir / "incoming" / msg.job_id, True)
-            await asyncio.to_thread(shutil.rmtree, self.data_dir / "jobs" / msg.job_id, True)
+            await asyncio.to_thread(shutil.rmtree, child_path(self.data_dir / "incoming", msg.job_id), True)
+            await asyncio.to_thread(shutil.rmtree, child_path(self.data_dir / "jobs", msg.job_id), True)
         await link.send(ResultReleased(job_id=msg.job_id))

@@ -40,6 +40,8 @@ def write_private(path: Path, text: str) -> Path:
 
 def render(worker: "Worker", *, interactive: bool) -> str:
     """The banner; non-interactive: masked, with the full string saved to :data:`SESSION_FILE`."""
+    if worker.enrolled:
+        return _render_enrolled(worker)
     session = SessionString.decode(worker.session_string())
     lines = [
         f"sleap-rtc worker {worker.name} is ready ({worker.capabilities.get('accelerator', 'cpu')}).",
@@ -65,6 +67,22 @@ def render(worker: "Worker", *, interactive: bool) -> str:
     lines.append("Or join more workers/clients to the room with --room-id and --token" + (" (and the room secret)." if session.secret else "."))
     if worker.secret is None:
         lines.append("No room secret set (--insecure-no-secret): any client with the room token may use this worker.")
+    return "\n".join(lines)
+
+
+def _render_enrolled(worker: "Worker") -> str:
+    """An enrolled worker shows no token at all: its worker token is its own credential."""
+    lines = [
+        f"sleap-rtc worker {worker.name} is ready ({worker.capabilities.get('accelerator', 'cpu')}).",
+        f"  coordinator: {worker.server_url}",
+        f"  room id:     {worker.room_id}",
+        "  worker token: ****** (enrolled; never give it to clients)",
+        f"  worker id:   {worker.peer_id}",
+    ]
+    if worker.status_server is not None:
+        lines.append(f"  status:      http://127.0.0.1:{worker.status_server.port}/status")
+    lines += ["", f"Clients reach this worker through room {worker.room_id} with the room token and room secret from the administrator",
+              f"(pick worker {worker.peer_id}, or submit with --queue)."]
     return "\n".join(lines)
 
 

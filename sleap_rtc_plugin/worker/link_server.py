@@ -120,7 +120,7 @@ async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) 
     link_task = None
     try:
         answer, link_task = await accept(
-            {"sdp": offer.offer.sdp, "type": offer.offer.type}, ice_servers=worker.options.ice_servers, role="worker",
+            {"sdp": offer.offer.sdp, "type": offer.offer.type}, ice_servers=await worker.coordinator.ice_servers(worker.options.ice_servers), role="worker",
             peer_id=worker.peer_id or "", allow_loopback=worker.options.ice_loopback, fastpaths=worker.options.fastpaths, timeout=budget,
         )
         await worker.coordinator.relay(client, "answer", answer)

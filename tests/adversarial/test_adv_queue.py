@@ -277,6 +277,11 @@ async def test_enrolled_worker_id_cannot_be_squatted_across_a_restart(tmp_path, 
     worker = real_worker(system, "lab-gpu", wtoken, sentinel.data_dir)
     try:
         await worker.start()
+        # Its worker token is the key to its id: never printed, never in a session string for clients.
+        for interactive in (True, False):
+            assert wtoken not in worker.banner(interactive=interactive) and "enrolled" in worker.banner(interactive=interactive)
+        with pytest.raises(RuntimeError, match="room token"):
+            worker.session_string()
         worker.coordinator.backoff_initial = worker.coordinator.backoff_max = 3.0  # the squatter moves first
         await system.server.stop()
         system.server = await start_server(tmp_path / "coordinator.sqlite3", unused_tcp_port, **SLOW)
