@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "client-track": ("send an inference package to a worker and fetch the predictions", ".client.cli", "add_track_arguments", "run_track"),
     "admin": ("administer a coordinator: workers, jobs, drain, worker tokens, audit log", ".coordinator.admin_cli", "add_arguments", "run"),
     "demo": ("train and predict remotely on a small generated dataset, all on this machine", ".client.demo", "add_arguments", "run"),
+    "doctor": ("check the network path: coordinator (and TLS), STUN, TURN per transport, a test link to a worker", ".client.doctor", "add_arguments", "run"),
 }
 
 
@@ -120,7 +121,7 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 #: Commands a person watches in a terminal: their progress display replaces INFO logs.
-INTERACTIVE = {"train", "track", "predict", "client-train", "client-track", "demo", "room", "config"}
+INTERACTIVE = {"train", "track", "predict", "client-train", "client-track", "demo", "room", "config", "doctor"}
 
 
 def setup_logging(verbosity: int, *, interactive: bool = False) -> None:

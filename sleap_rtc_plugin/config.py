@@ -71,6 +71,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("server.rooms_per_hour", 30.0, float, "Rooms one remote address may create per hour (after a burst of 10)."),
         Setting("server.failed_auth_per_minute", 6.0, float, "Failed token checks one remote address may make per minute (after a burst of 10) before it is refused for a while."),
         Setting("server.limit_loopback", False, bool, "Apply the per-address limits to 127.0.0.1/::1 too (off: local processes, the embedded coordinator and tests are exempt)."),
+        Setting("server.max_jobs_per_room", 1000, int, "Unfinished jobs (queued, running, awaiting the client) one room may hold; a submit over it gets `queue_full`. 0: no cap."),
+        Setting("server.max_jobs_per_client", 100, int, "Unfinished jobs one client (peer id) may hold in a room; a submit over it gets `queue_full`. 0: no cap."),
         Setting("server.allow_room_token_workers", False, bool, "Let workers registered with only the room token take queued jobs in rooms whose admin set no policy (`sleap-rtc admin room-policy`); false: only workers enrolled with a worker token."),
         Setting("worker.name", None, str, "Worker display name. Unset: the hostname."),
         Setting("worker.labels", {}, dict, "Worker labels used by discovery filters, e.g. {gpu = 'a100', site = 'lab1'}."),
@@ -271,8 +273,14 @@ def format_settings(settings: Settings) -> str:
         value = settings.values[key]
         if key == "token" and value:
             value = value[:4] + "…"
+        elif key in SECRET_SETTINGS and value:
+            value = "***"
         lines.append(f"{key:<{width}}  {value!r:<32}  ({settings.origins[key]})")
     return "\n".join(lines)
+
+
+#: Settings never printed (``config show``): shared secrets.
+SECRET_SETTINGS = ("server.turn_secret",)
 
 
 def settings_as_dict(settings: Settings) -> dict[str, Any]:
@@ -280,7 +288,7 @@ def settings_as_dict(settings: Settings) -> dict[str, Any]:
         "file": str(settings.file) if settings.file else None,
         "environment": settings.environment,
         "settings": {
-            k: {"value": ("***" if k == "token" and settings.values[k] else settings.values[k]), "origin": settings.origins[k]}
+            k: {"value": ("***" if k in ("token", *SECRET_SETTINGS) and settings.values[k] else settings.values[k]), "origin": settings.origins[k]}
             for k in SETTINGS
         },
     }

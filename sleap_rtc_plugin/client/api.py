@@ -328,7 +328,7 @@ class JobHandle:
                 raise RemoteError(exc.code, exc.message) from None
             return answer.payload
 
-        return await connect(
+        link = await connect(
             send_offer,
             ice_servers=await coord.ice_servers(spec.ice_servers),
             timeout=spec.timeout,
@@ -337,6 +337,9 @@ class JobHandle:
             allow_loopback=spec.ice_loopback,
             fastpaths=FastPaths.from_settings(self._settings),
         )
+        if link.path is not None:
+            self._emit("status", state="connected", message=link.path.summary(), path=link.path.as_dict())
+        return link
 
     async def _over_link(self, link, worker: WorkerInfo, secret, intent: str, *, resume: bool = False) -> JobOutcome:
         """Authenticate, send the package (and a checkpoint to resume from), follow the job."""

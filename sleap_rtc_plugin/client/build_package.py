@@ -139,7 +139,7 @@ def build_training_package(config: dict, *, labels: Path, out_dir: Path, val_lab
     data["train_labels_path"] = [pkg_name]
     for key, extra, suffix in (("val_labels_path", val_labels, "val"), ("test_file_path", test_labels, "test")):
         if extra is None:
-            data.pop(key, None) if key == "test_file_path" else data.__setitem__(key, None)
+            data[key] = None  # a local path would mean nothing on the worker
             continue
         name = f"{stem}.{suffix}.pkg.slp"
         if embed_labels(extra, root / name):

@@ -55,6 +55,7 @@ async def run(args: argparse.Namespace) -> int:
     else:
         say(f"Generating a labeled dataset ({args.frames} frames of moving blobs)…")
         labels = sample_data.make_labels(project / "demo.pkg.slp", n_frames=args.frames, n_nodes=2)
+        local_files[labels.name] = labels  # the package carries it under this name
 
     os.environ.setdefault("SLEAP_RTC_ICE_LOOPBACK", "1")
     async with CoordinatorServer("127.0.0.1", 0, str(workdir / "coordinator.sqlite3")) as server:
@@ -73,7 +74,7 @@ async def run(args: argparse.Namespace) -> int:
 
             package = sample_data.make_training_package(labels, workdir / "packages", model_type=args.model_type, epochs=args.epochs)
             say(f"Training remotely: {package.name}")
-            trained = await follow(submit_training(package, spec, project_dir=project), plain=args.no_progress)
+            trained = await follow(submit_training(package, spec, project_dir=project, local_files=local_files), plain=args.no_progress)
             if not trained.model_dirs:
                 raise UserError("the worker returned no model")
 

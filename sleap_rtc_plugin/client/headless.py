@@ -19,6 +19,14 @@ from .api import ConnectionSpec, QueueOptions, RemoteError
 from .cli import _add_connection_arguments, _pick_interactively, spec_from_args
 
 
+def need_sleap_io(command: str) -> None:
+    """One line, not an ImportError, on a client installed without sleap-io."""
+    try:
+        import sleap_io  # noqa: F401
+    except ImportError:
+        raise UserError(f"sleap-rtc {command} reads and packages SLEAP labels with sleap-io: pip install 'sleap-rtc-plugin[client]'") from None
+
+
 def add_where_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live progress display")
     _add_connection_arguments(parser)

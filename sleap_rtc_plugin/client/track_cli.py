@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import UserError
 from ..worker.refusals import PackageError
 from ..worker.sleapnn_args import COMMON_FLAGS, PREDICT_FLAGS, check_extra_args
-from .headless import add_where_arguments, move_predictions, where_to_run
+from .headless import add_where_arguments, need_sleap_io, move_predictions, where_to_run
 
 #: Flags with a place of their own in jobs.yaml or on this parser.
 _OWN = {"--frames", "--video_index"}
@@ -103,6 +103,7 @@ async def _run(args: argparse.Namespace, command: str) -> int:
     from .build_package import build_inference_package, check_frames
     from .cli import follow
 
+    need_sleap_io(command)
     data = Path(args.data_path).expanduser().resolve()
     if not data.is_file():
         raise UserError(f"--data_path {args.data_path}: no such file")

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
-from .headless import add_where_arguments, move_models, where_to_run
+from .headless import add_where_arguments, need_sleap_io, move_models, where_to_run
 
 DESCRIPTION_EPILOG = """\
 examples:
@@ -63,6 +63,7 @@ async def run(args: argparse.Namespace) -> int:
     from .cli import follow
     from .nn_config import config_path, labels_paths, load_config
 
+    need_sleap_io("train")
     words = list(args.words)
     config_arg = args.nn_config
     if words and not config_arg and not args.config_name and "=" not in words[0] and not words[0].startswith(("+", "~")):

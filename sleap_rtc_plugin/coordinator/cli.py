@@ -19,6 +19,7 @@ import time
 
 from .client import CoordinatorError, create_room
 from .limits import EdgeLimits
+from .queue_limits import QueueLimits
 from .server import CoordinatorServer
 from .turn import TurnConfig
 from .tls import TLSConfigError, server_context
@@ -94,6 +95,7 @@ async def run_server(args: argparse.Namespace) -> int:
     host, port = settings["server.host"], settings["server.port"]
     try:
         limits, context = edge_limits(settings), tls_from_settings(settings)
+        queue_limits = QueueLimits(settings["server.max_jobs_per_room"], settings["server.max_jobs_per_client"])
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -106,6 +108,7 @@ async def run_server(args: argparse.Namespace) -> int:
         lease_seconds=getattr(args, "lease_seconds", 60.0),
         reconnect_grace=getattr(args, "reconnect_grace", 60.0),
         allow_room_token_workers=bool(settings["server.allow_room_token_workers"]),
+        queue_limits=queue_limits,
         limits=limits,
         ssl_context=context,
         turn=TurnConfig.from_settings(settings),

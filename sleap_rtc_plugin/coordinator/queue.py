@@ -27,7 +27,6 @@ restarted coordinator reloads it.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import hmac
 import json
@@ -38,33 +37,15 @@ from typing import Any, Callable
 from ..protocol.base import ProtocolError
 from ..protocol.queue import ClientReport, JobDispatch, JobReport, QueueSubmit, QueueUpdate
 from .jobstore import RESULTS_READY, JobStore, QueuedJob, WorkerRecord
-from .presence import PeerEntry, Presence, max_free_gpu_mb, rank
+from .presence import PeerEntry, Presence, rank
+from .queue_limits import QueueLimits
+from .requirements import requirements_met
 
 log = logging.getLogger(__name__)
 
 Auditor = Callable[..., None]
 #: Checkpoint metadata kept per job (it is echoed in every dispatch and update).
 MAX_CHECKPOINT_INFO = 4096
-
-
-def requirements_met(entry: PeerEntry, req: dict[str, Any]) -> bool:
-    """Does this worker offer what the job asks for? Label values are fnmatch globs."""
-    worker_id = req.get("worker_id")
-    if worker_id and entry.peer_id != worker_id:
-        return False
-    gpus = entry.metadata.get("gpus")
-    n_gpus = len(gpus) if isinstance(gpus, list) else 0
-    if int(req.get("gpu_count") or 0) > n_gpus:
-        return False
-    if int(req.get("min_gpu_memory_mb") or 0) > max_free_gpu_mb(entry.metadata):
-        return False
-    have = entry.metadata.get("labels")
-    have = have if isinstance(have, dict) else {}
-    for key, pattern in (req.get("labels") or {}).items():
-        value = have.get(key)
-        if value is None or not fnmatch.fnmatchcase(str(value), str(pattern)):
-            return False
-    return True
 
 
 class JobQueue:
@@ -77,8 +58,10 @@ class JobQueue:
         reconnect_grace: float = 60.0,
         audit: Auditor | None = None,
         allow_room_token_workers: bool = False,
+        limits: QueueLimits | None = None,
     ):
         self.store = store
+        self.limits = limits or QueueLimits()
         self.allow_room_token_workers = allow_room_token_workers
         #: Rooms whose admin chose otherwise than the server default.
         self.room_policy: dict[str, bool] = {}
@@ -178,6 +161,7 @@ class JobQueue:
             if existing.room_id != client.room_id or existing.client_id != client.peer_id or existing.owner_hash != msg.owner_hash:
                 raise ProtocolError("job_exists", f"job id {msg.job_id[:64]!r} is taken; submit with a new job id", ref=msg.ref)
             return existing  # a retried submit: idempotent
+        self.limits.check(self.jobs.values(), client.room_id, client.peer_id, msg.ref)
         req = msg.requirements
         job = QueuedJob(
             job_id=msg.job_id, room_id=client.room_id, client_id=client.peer_id, spec=msg.spec,
@@ -246,6 +230,8 @@ class JobQueue:
             raise ProtocolError("not_owner", f"job {job.job_id} is followed by another client; only it may report on the job (queue_watch with the job's owner credential first)", ref=msg.ref)
         if msg.outcome == "auth_failed" and msg.attempt in job.attempt_workers and not (msg.attempt == job.attempt and job.worker_id):
             return await self._late_auth_failure(client, job, msg)
+        if msg.outcome == "results_received" and 1 <= msg.attempt <= job.attempt and (msg.attempt != job.attempt or job.state == "queued"):
+            return await self._results_in_hand(client, job, msg)
         if msg.attempt != job.attempt:
             raise ProtocolError("stale_attempt", f"attempt {msg.attempt} of job {job.job_id} is stale (current attempt {job.attempt})", ref=msg.ref)
         worker_id = job.worker_id
@@ -262,6 +248,22 @@ class JobQueue:
             if job.state not in (RESULTS_READY, "dispatched", "running"):
                 raise ProtocolError("bad_state", f"job {job.job_id} is {job.state}; results can only be received from a dispatched attempt", ref=msg.ref)
             await self._finish(job, "succeeded", f"results of attempt {job.attempt} received from {worker_id}")
+        return job
+
+    async def _results_in_hand(self, client: PeerEntry, job: QueuedJob, msg: ClientReport) -> QueuedJob:
+        """The client holds the verified results of an attempt the coordinator had given up
+        on (the worker's ``succeeded`` never arrived, so the job was requeued, maybe already
+        dispatched again). The client's receipt is the source of truth: the job ends
+        ``succeeded`` now, with no second training and nothing more for the client to
+        install; a later attempt's worker is fenced off (its next report is refused)."""
+        delivered_by = job.attempt_workers.get(msg.attempt, "an earlier worker")
+        self._audit("client_report", client.peer_id, room_id=job.room_id, subject=job.job_id,
+                    detail={"attempt": msg.attempt, "outcome": msg.outcome, "worker": delivered_by, "current_attempt": job.attempt, "state": job.state})
+        log.warning("job %s: client %s holds the results of attempt %d (job was %s at attempt %d); ending it succeeded",
+                    job.job_id, client.peer_id, msg.attempt, job.state, job.attempt)
+        self._release(job)  # frees a later attempt's worker; the record names the attempt that delivered
+        job.attempt, job.worker_id = msg.attempt, job.attempt_workers.get(msg.attempt)
+        await self._finish(job, "succeeded", f"results of attempt {msg.attempt} received from {delivered_by}")
         return job
 
     async def _late_auth_failure(self, client: PeerEntry, job: QueuedJob, msg: ClientReport) -> QueuedJob:

@@ -59,6 +59,7 @@ from .edge import Edge, address_of
 from .limits import EdgeLimits, is_loopback
 from .presence import PeerEntry, Presence
 from .queue import JobQueue
+from .queue_limits import QueueLimits
 from .store import RoomAccessError, RoomStore
 from .turn import TurnConfig
 
@@ -162,6 +163,7 @@ class CoordinatorServer:
         reconnect_grace: float = 60.0,
         allow_room_token_workers: bool = False,
         limits: EdgeLimits | None = None,
+        queue_limits: QueueLimits | None = None,
         ssl_context: ssl.SSLContext | None = None,
         turn: TurnConfig | None = None,
     ):
@@ -178,7 +180,7 @@ class CoordinatorServer:
         self.jobstore = JobStore(self.store)
         self.queue = JobQueue(
             self.jobstore, self.presence, lease_seconds=lease_seconds, reconnect_grace=reconnect_grace, audit=self.audit,
-            allow_room_token_workers=allow_room_token_workers,
+            allow_room_token_workers=allow_room_token_workers, limits=queue_limits,
         )
         self.admin = AdminService(self)
         self.edge = Edge(limits, self._audit_now)

@@ -94,6 +94,11 @@ class RoomStore:
         self.db_path = str(db_path) if db_path is not None else str(default_db_path())
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        #: room_id -> (token_hash, expires_at) of rooms found in the database. Rows are never
+        #: updated, only inserted and purged once expired (which the expiry check already
+        #: refuses), so a registration burst reads each room once instead of once a peer.
+        #: Only rooms that exist are kept: probing unknown ids cannot grow it.
+        self._known: dict[str, tuple[str, float]] = {}
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sleap-rtc-store")
@@ -158,7 +163,7 @@ class RoomStore:
         An unknown room and a wrong token give the same ``bad_token`` code so room ids
         cannot be probed; the hash comparison is constant-time.
         """
-        row = await self._run(self._select, room_id)
+        row = await self._room_row(room_id)
         candidate = hash_token(token)
         stored = row[0] if row else hash_token(secrets.token_urlsafe(32))
         if not hmac.compare_digest(candidate, stored) or row is None:
@@ -171,12 +176,20 @@ class RoomStore:
     async def get_room(self, room_id: str) -> Room:
         """The room if it exists and has not expired (for worker-token registration,
         where the worker token, not the room token, is the credential)."""
-        row = await self._run(self._select, room_id)
+        row = await self._room_row(room_id)
         if row is None:
             raise RoomAccessError("bad_token", "room id or token not recognised; check both or create a new room")
         if float(row[1]) <= time.time():
             raise RoomAccessError("room_expired", f"room {room_id} has expired; create a new room")
         return Room(room_id, float(row[1]))
+
+    async def _room_row(self, room_id: str) -> tuple[str, float] | None:
+        row = self._known.get(room_id)
+        if row is None:
+            row = await self._run(self._select, room_id)
+            if row is not None:
+                self._known[room_id] = row = (row[0], float(row[1]))
+        return row
 
     def _select(self, room_id: str) -> tuple[str, float] | None:
         assert self._db is not None
@@ -195,5 +208,6 @@ class RoomStore:
         return await self._run(self._purge, time.time())
 
     def _purge(self, now: float) -> int:
+        self._known = {k: v for k, v in self._known.items() if v[1] > now}
         assert self._db is not None
         return self._db.execute("DELETE FROM rooms WHERE expires_at <= ?", (now,)).rowcount

@@ -75,7 +75,17 @@ async def _wait_open(pc: RTCPeerConnection, opened: asyncio.Future, timeout: flo
     raise ChannelTimeoutError(f"peers connected but the data channel did not open within {timeout:g} s")
 
 
+def _buffer_early(channel) -> list:
+    """Keep frames that arrive before the link listens (the peer may speak the moment the
+    channel opens, and over a relay its first frame can land before ``_link`` runs)."""
+    early: list = []
+    channel.on("message", early.append)
+    channel._sleap_rtc_early = early
+    return early
+
+
 def _link(pc: RTCPeerConnection, channel, role: Role, peer_id: str, started: float, fastpaths: FastPaths | None) -> PeerLink:
+    early = getattr(channel, "_sleap_rtc_early", None)
     link = PeerLink(
         DataChannelTransport(pc, channel),
         fastpaths=fastpaths,
@@ -84,6 +94,11 @@ def _link(pc: RTCPeerConnection, channel, role: Role, peer_id: str, started: flo
         local_fingerprint=_fingerprint(pc.localDescription.sdp),
         remote_fingerprint=_fingerprint(pc.remoteDescription.sdp),
     )
+    if early is not None:
+        channel.remove_listener("message", early.append)
+        for frame in early:
+            link._on_frame(frame)
+        early.clear()
     link.setup_seconds = time.monotonic() - started
     link.path = selected_path(pc)
     log.info("peer link open: %s %s (setup %.3f s)", role, peer_id, link.setup_seconds)
@@ -112,6 +127,7 @@ async def connect(
     pc = RTCPeerConnection(rtc_configuration(await choose_ice_servers(ice_servers)))
     try:
         channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
+        _buffer_early(channel)
         opened: asyncio.Future = asyncio.get_running_loop().create_future()
         channel.on("open", lambda: opened.done() or opened.set_result(channel))
         await pc.setLocalDescription(await pc.createOffer())
@@ -150,6 +166,7 @@ async def accept(
     def _on_channel(channel) -> None:
         if channel.label != CHANNEL_LABEL or opened.done():
             return
+        _buffer_early(channel)
         if channel.readyState == "open":
             opened.set_result(channel)
         else:

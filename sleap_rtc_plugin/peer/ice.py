@@ -18,7 +18,9 @@ import os
 from typing import Any, Iterable
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCConfiguration
+
+from .ice_choice import normalize
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,4 @@ def rtc_configuration(ice_servers: Iterable[Any] = ()) -> RTCConfiguration:
     ``ice_servers`` items are :class:`RTCIceServer`, URL strings, or dicts with
     ``urls``/``username``/``credential``.
     """
-    servers = []
-    for item in ice_servers:
-        if isinstance(item, RTCIceServer):
-            servers.append(item)
-        elif isinstance(item, str):
-            servers.append(RTCIceServer(urls=item))
-        else:
-            servers.append(RTCIceServer(urls=item["urls"], username=item.get("username"), credential=item.get("credential")))
-    return RTCConfiguration(iceServers=servers)
+    return RTCConfiguration(iceServers=normalize(ice_servers))

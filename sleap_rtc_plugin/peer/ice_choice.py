@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from aioice import ice as aioice_ice
 from aioice import stun, turn
 from aiortc import RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
@@ -28,6 +29,38 @@ CACHE_SECONDS = 120.0
 _cache: dict[tuple, tuple[float, list[RTCIceServer]]] = {}
 
 
+#: Seconds the controlling agent holds back checks through a TURN relay (see prefer_unrelayed_pairs).
+RELAY_HOLDBACK = 1.0
+
+
+def prefer_unrelayed_pairs() -> None:
+    """Give host and NAT (srflx) pairs a head start over relayed ones, process-wide, once.
+
+    aioice nominates aggressively: the first pair whose check succeeds wins. A relayed
+    check answers at once while a hole-punched one needs both NATs opened, so without
+    this the slow relay path often wins where a direct one exists. The controlling side
+    therefore starts relayed checks ``RELAY_HOLDBACK`` seconds late and drops them when a
+    pair was nominated meanwhile; where only a relay works, setup is that much slower.
+    """
+    if getattr(aioice_ice.Connection.check_start, "_sleap_rtc", False):
+        return
+    original = aioice_ice.Connection.check_start
+
+    async def check_start(self: Any, pair: Any) -> None:
+        relayed = "relay" in (pair.local_candidate.type, pair.remote_candidate.type)
+        if relayed and self.ice_controlling and RELAY_HOLDBACK > 0:
+            self.check_state(pair, aioice_ice.CandidatePair.State.IN_PROGRESS)
+            await asyncio.sleep(RELAY_HOLDBACK)
+            if pair.component in self._nominated:
+                self.check_state(pair, aioice_ice.CandidatePair.State.FAILED)
+                self.check_complete(pair)
+                return
+        await original(self, pair)
+
+    check_start._sleap_rtc = True  # type: ignore[attr-defined]
+    aioice_ice.Connection.check_start = check_start  # type: ignore[method-assign]
+
+
 @dataclass
 class ProbeResult:
     url: str
@@ -35,16 +68,38 @@ class ProbeResult:
     detail: str  # the mapped/relayed address, or why it failed
 
 
+def _valid_url(url: Any) -> bool:
+    try:
+        return isinstance(url, str) and len(url) <= 512 and bool(parse_stun_turn_uri(url))
+    except ValueError:
+        return False
+
+
 def normalize(ice_servers: Iterable[Any]) -> list[RTCIceServer]:
-    """RTCIceServer, URL string or ``{"urls", "username", "credential"}`` dict -> one RTCIceServer per URL."""
+    """RTCIceServer, URL string or ``{"urls", "username", "credential"}`` dict -> one RTCIceServer per URL.
+
+    The list may come from the coordinator: an entry that is not a well-formed
+    STUN/TURN URL with string credentials is dropped (and logged), never passed on.
+    """
     out: list[RTCIceServer] = []
     for item in ice_servers:
         if isinstance(item, str):
             item = RTCIceServer(urls=item)
         elif isinstance(item, dict):
-            item = RTCIceServer(urls=item["urls"], username=item.get("username"), credential=item.get("credential"))
+            user, cred = item.get("username"), item.get("credential")
+            if not all(v is None or (isinstance(v, str) and len(v) <= 512) for v in (user, cred)):
+                log.warning("ignoring an ICE server entry with malformed credentials")
+                continue
+            item = RTCIceServer(urls=item.get("urls"), username=user, credential=cred)
+        elif not isinstance(item, RTCIceServer):
+            log.warning("ignoring an ICE server entry of type %s", type(item).__name__)
+            continue
         urls = item.urls if isinstance(item.urls, list) else [item.urls]
-        out.extend(RTCIceServer(urls=url, username=item.username, credential=item.credential) for url in urls)
+        for url in urls:
+            if _valid_url(url):
+                out.append(RTCIceServer(urls=url, username=item.username, credential=item.credential))
+            else:
+                log.warning("ignoring a malformed STUN/TURN URL %.80r", url)
     return out
 
 
@@ -123,6 +178,8 @@ async def choose_ice_servers(ice_servers: Iterable[Any], *, timeout: float = 2.0
     servers = normalize(ice_servers)
     turns = [s for s in servers if _scheme(s) in ("turn", "turns")]
     stuns = [s for s in servers if _scheme(s) in ("stun", "stuns")]
+    if turns:
+        prefer_unrelayed_pairs()
     if len(turns) <= 1:
         return servers
     key = tuple((str(s.urls), s.username, s.credential) for s in servers)

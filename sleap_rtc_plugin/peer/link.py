@@ -314,11 +314,17 @@ class PeerLink:
         """
         if not self.authenticated:
             raise AuthError("unauthenticated", "authenticate the link before sending files")
-        return await self.transfers.send_file(Path(path), name=name, progress=progress)
+        sent = await self.transfers.send_file(Path(path), name=name, progress=progress)
+        if self.path is not None:
+            self.path.note_bulk("cache" if sent.cached else sent.via)
+        return sent
 
     async def receive_file(self, timeout: float | None = None) -> ReceivedFile:
         """The next completed incoming file (after :meth:`accept_files`)."""
-        return await self._get(self.transfers.received, timeout, "file")
+        received = await self._get(self.transfers.received, timeout, "file")
+        if self.path is not None:
+            self.path.note_bulk("cache" if received.cached else received.via)
+        return received
 
     # -- lifecycle -----------------------------------------------------------
     async def _keepalive(self) -> None:

@@ -47,6 +47,9 @@ SCTP_DATA_HEADER = 16
 PACKET_SIZE = DTLS_RECORD_LIMIT
 USERDATA_SIZE = (PACKET_SIZE - SCTP_COMMON_HEADER - SCTP_DATA_HEADER) // 4 * 4
 STANDARD_PACKET = 1189
+#: Packet size tried after (or, on a relayed pair, instead of) the 16 KiB one: coturn relays
+#: datagrams only up to ~16,300 bytes, and a 16 KiB SCTP packet in DTLS + ChannelData is larger.
+RELAY_PACKET_SIZE = 12288
 SACK_EVERY = 4
 SACK_DELAY = 0.002
 PROBE_TIMEOUT = 1.0
@@ -84,6 +87,7 @@ class _State:
     probe_nonce: bytes = b""
     probe_ack: asyncio.Future | None = None
     originals: dict = field(default_factory=dict)
+    userdata_size: int = USERDATA_SIZE
 
 
 class _WholeRecordSSL:
@@ -102,9 +106,15 @@ class _WholeRecordSSL:
         return getattr(self._wrapped, name)
 
 
-def message_payload(header: int, max_message: int) -> int:
+def message_payload(header: int, max_message: int, userdata_size: int = USERDATA_SIZE) -> int:
     """Bytes of file data per message so that header + data fills whole large DATA chunks (no runt packet)."""
-    return max(1, max_message // USERDATA_SIZE) * USERDATA_SIZE - header
+    return max(1, max_message // userdata_size) * userdata_size - header
+
+
+def userdata_size(sctp) -> int:
+    """DATA chunk payload of this association's large packets."""
+    state = _state(sctp)
+    return state.userdata_size if state else USERDATA_SIZE
 
 
 def _widen_socket_buffers(dtls) -> None:
@@ -173,11 +183,11 @@ def prepare_receive(sctp) -> bool:
     return True
 
 
-async def _probe(sctp, state: _State) -> bool:
+async def _probe(sctp, state: _State, packet_size: int = PACKET_SIZE) -> bool:
     from aiortc.rtcsctptransport import HeartbeatChunk
 
     loop = asyncio.get_running_loop()
-    body = PACKET_SIZE - SCTP_COMMON_HEADER - 4 - 4
+    body = packet_size - SCTP_COMMON_HEADER - 4 - 4
     for attempt in range(PROBE_TRIES):
         state.probe_nonce = os.urandom(16)
         state.probe_ack = loop.create_future()
@@ -202,29 +212,34 @@ def _clone(sctp, name: str, namespace: dict):
     return types.MethodType(clone, sctp)
 
 
-async def enable_send(sctp) -> bool:
+async def enable_send(sctp, sizes: tuple[int, ...] = (PACKET_SIZE, RELAY_PACKET_SIZE)) -> bool:
     """Switch this association to large packets and delayed SACKs, if a large probe makes the round trip.
 
     Call only after the peer announced :data:`FEATURE` (it then has
-    :func:`prepare_receive` in place). Returns True when large packets are in use.
+    :func:`prepare_receive` in place). ``sizes``: packet sizes to probe, largest first;
+    the first that makes the round trip is used. Returns True when large packets are in use.
     """
     if not prepare_receive(sctp):
         return False
     state = _state(sctp)
     if state.large_send:
         return True
-    if not await _probe(sctp, state):
-        log.warning("SCTP tuning: a %d-byte packet did not make the round trip (path drops IP fragments?); standard packets", PACKET_SIZE)
+    for packet_size in sizes:
+        if await _probe(sctp, state, packet_size):
+            break
+    else:
+        log.warning("SCTP tuning: a %d-byte packet did not make the round trip (path drops IP fragments?); standard packets", sizes[-1])
         return False
     from aiortc import rtcsctptransport as sctp_mod
 
-    namespace = dict(vars(sctp_mod), USERDATA_MAX_LENGTH=USERDATA_SIZE)
+    state.userdata_size = (packet_size - SCTP_COMMON_HEADER - SCTP_DATA_HEADER) // 4 * 4
+    namespace = dict(vars(sctp_mod), USERDATA_MAX_LENGTH=state.userdata_size)
     for name in _CLONED:
         setattr(sctp, name, _clone(sctp, name, namespace))
-    sctp._cwnd = max(sctp._cwnd, 4 * USERDATA_SIZE)
+    sctp._cwnd = max(sctp._cwnd, 4 * state.userdata_size)
     _install_delayed_sack(sctp, state, sctp_mod)
     state.large_send = True
-    log.info("SCTP tuning on: DATA chunks up to %d bytes, SACK every %d large packets", USERDATA_SIZE, SACK_EVERY)
+    log.info("SCTP tuning on: DATA chunks up to %d bytes, SACK every %d large packets", state.userdata_size, SACK_EVERY)
     return True
 
 

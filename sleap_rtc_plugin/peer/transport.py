@@ -120,7 +120,11 @@ class DataChannelTransport:
     async def enable_large_packets(self) -> bool:
         """Send large SCTP packets with fewer SACKs (after the peer announced ``+sctp16k``)."""
         from . import sctp_tuning
+        from .path_report import selected_path
 
+        path = selected_path(self.pc)
+        if path is not None and path.kind == "relay":  # a TURN server caps datagrams below 16 KiB
+            return await sctp_tuning.enable_send(self.pc.sctp, (sctp_tuning.RELAY_PACKET_SIZE,))
         return await sctp_tuning.enable_send(self.pc.sctp)
 
     def chunk_payload(self, header: int, default: int) -> int:
@@ -129,7 +133,7 @@ class DataChannelTransport:
             return default
         from . import sctp_tuning
 
-        return sctp_tuning.message_payload(header, min(self.max_message_size, TUNED_MESSAGE_SIZE))
+        return sctp_tuning.message_payload(header, min(self.max_message_size, TUNED_MESSAGE_SIZE), sctp_tuning.userdata_size(self.pc.sctp))
 
     @property
     def large_packets(self) -> bool:

@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 from sleap_rtc_plugin.protocol.names import is_plain_file_name
 from sleap_rtc_plugin.worker.package import InferenceSpec, JobSpec, ModelSpec
+from sleap_rtc_plugin.worker.finish import complete_run_dir
 from sleap_rtc_plugin.worker.refusals import PackageError
 from sleap_rtc_plugin.worker.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges, inside
 
@@ -287,6 +288,9 @@ class TrainingJob(_Job):
     so keys absent from the yaml are added rather than rejected. ``model_overrides``
     maps a model's head to overrides for that model only (a queued job resumes one
     model from a relayed checkpoint with ``trainer_config.resume_ckpt_path``).
+    ``finish_from`` maps a head to a final-epoch checkpoint it resumes from: with no
+    epoch left sleap-nn writes no ``best.ckpt``, and the model is finished from the
+    checkpoint instead (:mod:`.finish`).
     """
 
     def __init__(
@@ -300,8 +304,10 @@ class TrainingJob(_Job):
         model_overrides: dict[str, Sequence[str]] | None = None,
         env: dict[str, str] | None = None,
         output_dir: str | Path | None = None,
+        finish_from: dict[str, Path] | None = None,
     ):
         super().__init__(job_id, on_event=on_event, python=python, env=env)
+        self._finish_from = dict(finish_from or {})
         if not spec.models:
             raise ValueError("TrainingJob needs a spec with at least one model")
         self.spec = spec
@@ -316,6 +322,8 @@ class TrainingJob(_Job):
         self.epoch: int | None = None
         #: Index of the last epoch whose ``epoch_end`` arrived (what ``last.ckpt`` holds).
         self.completed_epoch: int | None = None
+        #: The same per model head, kept after the model ends (a finished model's final epoch).
+        self.completed_epochs: dict[str, int] = {}
         self.last_logs: dict = {}
 
     def describe(self) -> str:
@@ -433,9 +441,13 @@ class TrainingJob(_Job):
                     await asyncio.gather(receiver, return_exceptions=True)
                 if self._cancelled:
                     raise JobCancelled(f"job {self.job_id} was cancelled during {model.head} training")
-                if rc != 0:
+                run_dir = await asyncio.to_thread(self._find_run_dir, model, announced, started) if rc == 0 else None
+                if run_dir is None and model.head in self._finish_from:
+                    run_dir = await asyncio.to_thread(complete_run_dir, self.output_dir, model.run_name, self._finish_from[model.head], started)
+                    if run_dir is not None:
+                        logger.info("job %s: %s had no epoch left to train; finished from its final checkpoint in %s", self.job_id, model.head, run_dir)
+                if rc != 0 and run_dir is None:
                     raise self._failure(f"sleap-nn train ({model.head})", rc)
-                run_dir = await asyncio.to_thread(self._find_run_dir, model, announced, started)
                 if run_dir is None:
                     raise JobFailed(
                         f"sleap-nn train ({model.head}) exited 0 but wrote no best.ckpt under {self.output_dir}",
@@ -465,7 +477,7 @@ class TrainingJob(_Job):
         if event in ("epoch_begin", "epoch_end") and isinstance(msg.get("epoch"), int):
             self.epoch = msg["epoch"]
         if event == "epoch_end" and isinstance(msg.get("epoch"), int):
-            self.completed_epoch = msg["epoch"]
+            self.completed_epoch = self.completed_epochs[model.head] = msg["epoch"]
         if event == "epoch_end" and isinstance(msg.get("logs"), dict):
             self.last_logs = msg["logs"]
         if event == "epoch_end":

@@ -59,11 +59,12 @@ class Lab(NetLab):
                 raise RuntimeError(f"nothing listens on {host}:{port} in {name} after {timeout:g} s")
             time.sleep(0.2)
 
-    def connect_pair(self, offer_host: str, answer_host: str, ice_offer: list, ice_answer: list, timeout: float = 30.0) -> tuple[dict, dict]:
+    def connect_pair(self, offer_host: str, answer_host: str, ice_offer: list, ice_answer: list, timeout: float = 30.0,
+                     tuned: bool = False) -> tuple[dict, dict]:
         """Open a real aiortc link from ``offer_host`` to ``answer_host`` (namespaces), relaying
         the SDP between them; returns each side's ``{"path": ..., "setup_s": ...}``."""
         def start(host: str, role: str, ice: list) -> subprocess.Popen:
-            return self.popen(host, [sys.executable, str(PROBE), role, "--ice", json.dumps(ice), "--timeout", str(timeout)],
+            return self.popen(host, [sys.executable, str(PROBE), role, "--ice", json.dumps(ice), "--timeout", str(timeout), *(["--tuned"] if tuned else [])],
                               env=self.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         offer, answer = start(offer_host, "offer", ice_offer), start(answer_host, "answer", ice_answer)

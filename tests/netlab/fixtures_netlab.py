@@ -56,8 +56,8 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def sh(*argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run(list(argv), capture_output=True, text=True, input=input)
+def sh(*argv: str, check: bool = True, input: str | None = None, **kw) -> subprocess.CompletedProcess:
+    done = subprocess.run(list(argv), capture_output=True, text=True, input=input, **kw)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
     return done
@@ -75,8 +75,9 @@ class NetLab:
     def ns(self, name: str) -> str:
         return f"srtc{self.tag}-{name}"
 
-    def run(self, name: str, *argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        return sh("ip", "netns", "exec", self.ns(name), *argv, check=check, input=input)
+    def run(self, name: str, *argv: str, check: bool = True, input: str | None = None, **kw) -> subprocess.CompletedProcess:
+        """Run ``argv`` in namespace ``name`` to completion (``env=``, ``timeout=`` as for subprocess.run)."""
+        return sh("ip", "netns", "exec", self.ns(name), *argv, check=check, input=input, **kw)
 
     def popen(self, name: str, argv: Iterable[str], *, env: dict | None = None, **kw) -> subprocess.Popen:
         """Start ``argv`` inside namespace ``name``; stopped by :meth:`close` at the latest."""

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+from sleap_rtc_plugin.peer import FastPaths, sctp_tuning
 from sleap_rtc_plugin.peer.connection import accept, connect
 
 
@@ -33,21 +34,24 @@ async def main() -> None:
     parser.add_argument("role", choices=["offer", "answer"])
     parser.add_argument("--ice", default="[]")
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--tuned", action="store_true", help="announce large SCTP packets (FastPaths(sctp=True))")
     args = parser.parse_args()
     logging.basicConfig(level=os.environ.get("LAB_LOG", "WARNING"), stream=sys.stderr)
     ice = json.loads(args.ice)
+    fastpaths = FastPaths(direct=False, sctp=True) if args.tuned else None
     if args.role == "offer":
         async def send_offer(payload: dict) -> dict:
             emit({"sdp": payload})
             return await read_line()
 
-        link = await connect(send_offer, ice_servers=ice, timeout=args.timeout, allow_loopback=False, peer_id="b")
+        link = await connect(send_offer, ice_servers=ice, timeout=args.timeout, allow_loopback=False, peer_id="b", fastpaths=fastpaths)
     else:
-        answer, opening = await accept(await read_line(), ice_servers=ice, timeout=args.timeout, allow_loopback=False, peer_id="a")
+        answer, opening = await accept(await read_line(), ice_servers=ice, timeout=args.timeout, allow_loopback=False, peer_id="a", fastpaths=fastpaths)
         emit({"sdp": answer})
         link = await opening
     await link.authenticate("lab-secret", timeout=args.timeout)
-    emit({"path": link.path.as_dict() if link.path else None, "setup_s": link.setup_seconds})
+    emit({"path": link.path.as_dict() if link.path else None, "setup_s": link.setup_seconds,
+          "large_packets": link.transport.large_packets, "userdata_size": sctp_tuning.userdata_size(link.transport.pc.sctp)})
     await asyncio.sleep(0.5)  # let the other side finish its challenge before closing
     await link.close()
 
