@@ -268,8 +268,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path[:0] = [str(NETLAB), str(NETLAB.parent)]
-    from conftest import TURN_IP, TURN_SECRET, Lab  # type: ignore[import-not-found]
-    from fixtures_netlab import COORDINATOR_IP, unavailable_reason, write_self_signed  # type: ignore[import-not-found]
+    from fixtures_netlab import COORDINATOR_IP, TURN_IP, TURN_SECRET, Lab, unavailable_reason, write_self_signed  # type: ignore[import-not-found]
 
     from sleap_rtc_plugin.coordinator.turn import TurnConfig
 

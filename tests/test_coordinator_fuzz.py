@@ -59,7 +59,7 @@ async def pair(room, raw, make_client):
 async def still_serving(fuzzer, worker, client) -> None:
     await fuzzer.send(type="ping", ts=7.0)
     while (reply := await fuzzer.recv()) != {"type": "pong", "v": 1, "ts": 7.0}:
-        assert reply["type"] in ("error", "ok", "room_created", "peer_list", "pong"), reply
+        assert reply["type"] in ("error", "ok", "room_created", "peer_list", "pong", "ice_servers"), reply
     assert "bystander" in [p.peer_id for p in await client.discover()]
     await client.relay("bystander", "offer", {"sdp": "still"})
     assert (await worker.next_relay("offer", timeout=10)).payload == {"sdp": "still"}

@@ -12,8 +12,6 @@ import hashlib
 import hmac
 import time
 
-import pytest
-
 from fixtures_coordinator import live_coordinator
 from sleap_rtc_plugin.coordinator import CoordinatorClient
 from sleap_rtc_plugin.coordinator.turn import TurnConfig, turn_credentials

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COORDINATOR_IP, TURN_IP, TURN_SECRET
+from fixtures_netlab import COORDINATOR_IP, TURN_IP, TURN_SECRET
 from fixtures_data import sample_labels, sample_root  # noqa: F401
 from sleap_rtc_plugin import sample_data
 

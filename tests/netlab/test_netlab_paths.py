@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TURN_IP, TURN_SECRET
+from fixtures_netlab import TURN_IP, TURN_SECRET
 from sleap_rtc_plugin.coordinator.turn import TurnConfig
 
 pytestmark = pytest.mark.netlab
