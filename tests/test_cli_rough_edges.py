@@ -175,3 +175,18 @@ def test_service_status_without_systemd_is_one_line_and_exit_4(tmp_path):
     assert result.returncode == 4, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "systemd is not running" in lines[0] and "--no-service" in lines[0]
+
+
+def test_connected_line_speaks_plainly_and_keeps_the_pair_for_the_log(capsys, caplog):
+    import logging
+
+    from sleap_rtc_plugin.client.api import JobEvent
+    from sleap_rtc_plugin.client.progress import ProgressDisplay
+
+    caplog.set_level(logging.INFO, logger="sleap_rtc_plugin.client.progress")
+    detail = "path relay via TURN tcp: relay 203.0.113.2:50000 <-> host 10.1.0.2:4000 (relayed by TURN)"
+    with ProgressDisplay("j1", plain=True) as display:
+        display.update(JobEvent("status", {"state": "connected", "message": detail, "path": {"kind": "relay"}}))
+    err = capsys.readouterr().err
+    assert "relay server" in err and "203.0.113.2" not in err and "TURN" not in err
+    assert detail in caplog.text

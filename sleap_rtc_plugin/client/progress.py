@@ -6,6 +6,7 @@ logs, ``--no-progress``), so the same events read well in both places.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
@@ -20,6 +21,21 @@ def eta(seconds: float) -> str:
     minutes, secs = divmod(int(seconds + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+log = logging.getLogger(__name__)
+
+
+def path_in_words(path: dict) -> str:
+    """How the link reached the worker, in a biologist's words."""
+    kind = path.get("kind")
+    if kind == "host":
+        return "connected to the worker directly"
+    if kind == "srflx":
+        return "connected to the worker peer-to-peer through the networks' routers"
+    if kind == "relay":
+        return "connected to the worker through the lab's relay server (slower than a direct link)"
+    return "connected to the worker"
 
 
 class ProgressDisplay:
@@ -66,7 +82,11 @@ class ProgressDisplay:
                 return  # the command's own error line says it, once
             if data.get("state") == "transferred":
                 self._end_transfer()
-            line = f"[{data.get('state', '?')}] {data.get('message', '')}".rstrip()
+            message = data.get("message", "")
+            if data.get("state") == "connected" and isinstance(data.get("path"), dict):
+                log.info("job %s: %s", self.job_id, message)  # the candidate pair and why: for -v and logs
+                message = path_in_words(data["path"])
+            line = f"[{data.get('state', '?')}] {message}".rstrip()
             if line != self._last_status:
                 self._last_status = line
                 self._say(line)
