@@ -82,6 +82,16 @@ def test_train_from_labels_and_config_lands_where_sleap_nn_would(trained, projec
         assert _videos(slp) == [str(project.video)], slp
 
 
+def test_train_through_the_queue_lands_in_the_same_place(trained, worker, project):
+    """``--queue``: the coordinator picks the worker; the model still lands where sleap-nn would put it."""
+    result = sleap_rtc("train", "--config", "single.yaml", "--queue", "--session-string", worker.session_string, "--no-progress",
+                       "trainer_config.max_epochs=1", "trainer_config.ckpt_dir=queued models", "trainer_config.run_name=q1", cwd=project.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = project.root / "queued models" / "q1"
+    assert (run_dir / "best.ckpt").is_file() and f"Model saved to {run_dir}" in result.stdout
+    assert "queued" in result.stderr  # the queue, not a direct pick, placed it
+
+
 def test_track_a_whole_video_writes_where_sleap_nn_would(trained, worker, project):
     result = sleap_rtc("track", "--data_path", "robot.mp4", "--model_paths", "trained models/robot1", "--peak_threshold", "0",
                        "--session-string", worker.session_string, "--no-progress", cwd=project.root)
