@@ -286,7 +286,7 @@ class JobHandle:
         spec = self._spec.resolved(self._settings)
         secret = secrets.lookup_secret(spec.room_id, explicit=spec.room_secret)
         await self._load_owner()
-        if self.queue is not None and self.intent == "submit":
+        if self.queue is not None:  # a new queued job, or --attach to one still in the queue
             return await self._queued_session(spec, secret)
         async with _coordinator(spec) as coord:
             worker = await self._choose_worker(coord, spec)
@@ -365,6 +365,8 @@ class JobHandle:
     # -- queued jobs -------------------------------------------------------------
     async def _queued_session(self, spec: ConnectionSpec, secret) -> JobOutcome:
         """Submit to the coordinator's queue and follow the job across attempts."""
+        if self.package_path is None:
+            raise RemoteError("no_package", "a queued job needs its package to hand to the worker that takes it: give --pkg-path PKG (package_path)")
         assert self.queue is not None and self.package_path is not None and spec.server_url and spec.room_id and spec.token
         if not self.package_path.is_file():
             raise RemoteError("no_package", f"package {self.package_path} does not exist")
@@ -386,14 +388,20 @@ class JobHandle:
         q = self.queue
         assert q is not None and self.package_path is not None
         job_spec = {"kind": self.kind, "package": self.package_path.name, "size": self.package_path.stat().st_size}
+        backlog: list[QueueUpdate] = []
         try:
-            position = await coord.queue_submit(
-                self.job_id, job_spec, min_gpu_memory_mb=q.min_gpu_memory_mb, gpu_count=q.gpu_count, labels=q.labels,
-                worker_id=q.worker_id, priority=q.priority, max_retries=q.max_retries, owner=self.owner,
-            )
+            if self.intent == "attach":  # follow (and own) the queued job from here on
+                backlog.append(await coord.queue_watch(self.job_id, owner=self.owner))
+                position = backlog[0].position
+            else:
+                position = await coord.queue_submit(
+                    self.job_id, job_spec, min_gpu_memory_mb=q.min_gpu_memory_mb, gpu_count=q.gpu_count, labels=q.labels,
+                    worker_id=q.worker_id, priority=q.priority, max_retries=q.max_retries, owner=self.owner,
+                )
         except CoordinatorError as exc:
             raise RemoteError(exc.code, exc.message) from None
-        self._emit("status", state="queued", message=f"queued as job {self.job_id}, position {position} (0 = next)", position=position)
+        if not backlog:
+            self._emit("status", state="queued", message=f"queued as job {self.job_id}, position {position} (0 = next)", position=position)
         attempt_task: asyncio.Task | None = None
         last_state = "queued"
         fetches = 0
@@ -404,7 +412,7 @@ class JobHandle:
 
         try:
             while True:
-                waiter = asyncio.ensure_future(coord.next_push("queue_update", job_id=self.job_id, timeout=5.0))
+                waiter = asyncio.ensure_future(asyncio.sleep(0, result=backlog.pop(0)) if backlog else coord.next_push("queue_update", job_id=self.job_id, timeout=5.0))
                 waits = {waiter} | ({attempt_task} if attempt_task is not None else set())
                 done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if attempt_task is not None and attempt_task in done:
@@ -460,6 +468,9 @@ class JobHandle:
                     self.attempt = update.attempt
                     self._emit("status", state="dispatched", message=update.message or f"dispatched to {update.worker_id}", worker=update.worker_id, attempt=update.attempt)
                     attempt_task = start(update.attempt, update.worker_id, "submit")
+                elif update.state == "running" and attempt_task is None and update.attempt > self.attempt and update.worker_id:
+                    self.attempt = update.attempt  # attached while it runs: follow it there
+                    attempt_task = start(update.attempt, update.worker_id, "attach")
                 elif update.state == "running":
                     self._emit("status", state="running", message=update.message, attempt=update.attempt)
                 elif update.state in ("succeeded", "results_ready"):
@@ -513,14 +524,13 @@ class JobHandle:
                           gpu_memory_free_mb=0, gpu_memory_total_mb=0, gpu_count=0)
 
     async def _hand_over_checkpoint(self, link) -> None:
+        """Every model's newest checkpoint (a top-down job's finished model included)."""
         store = self._checkpoints
-        info = await asyncio.to_thread(store.latest) if store is not None else None
-        if info is None:
-            return
-        self._emit("status", state="resuming", message=f"handing over the checkpoint of {info.model} (epoch {info.epoch}) to resume from")
-        await link.send(CheckpointNotice(job_id=self.job_id, attempt=self.attempt, model=info.model, sha256=info.sha256, size=info.size, epoch=info.epoch))
-        sent = await link.send_file(info.path, name=f"resume-{info.model}.ckpt")
-        log.info("job %s: handed over checkpoint %s", self.job_id, sent.summary())
+        for info in await asyncio.to_thread(store.per_model) if store is not None else []:
+            self._emit("status", state="resuming", message=f"handing over the checkpoint of {info.model} (epoch {info.epoch}) to resume from")
+            await link.send(CheckpointNotice(job_id=self.job_id, attempt=self.attempt, model=info.model, sha256=info.sha256, size=info.size, epoch=info.epoch))
+            sent = await link.send_file(info.path, name=f"resume-{info.model}.ckpt")
+            log.info("job %s: handed over checkpoint %s", self.job_id, sent.summary())
 
     async def _keep_checkpoint(self, link, notice: CheckpointNotice) -> None:
         """A checkpoint relayed by the worker: keep it atomically as the job's latest."""
@@ -659,10 +669,14 @@ def submit_inference(package_path: Path, spec: ConnectionSpec, *, project_dir: P
 
 
 def attach(job_id: str, spec: ConnectionSpec, *, project_dir: Path, kind: Literal["train", "track"] = "train",
-           publish_port: int | None = None, controller_port: int | None = None) -> JobHandle:
-    """Reconnect to a job submitted earlier: follow its progress and fetch its results."""
-    return JobHandle(kind, spec, project_dir=project_dir, package_path=None, job_id=job_id, intent="attach",
-                     publish_port=publish_port, controller_port=controller_port)
+           publish_port: int | None = None, controller_port: int | None = None, queue: QueueOptions | None = None,
+           package_path: Path | None = None, inputs: dict[str, Path] | None = None) -> JobHandle:
+    """Reconnect to a job submitted earlier: follow its progress and fetch its results.
+    With ``queue`` the job is one in the coordinator's queue (maybe not dispatched yet):
+    it is followed through the queue, and ``package_path`` (and ``inputs``) go to the
+    worker that takes it."""
+    return JobHandle(kind, spec, project_dir=project_dir, package_path=package_path, job_id=job_id, intent="attach",
+                     publish_port=publish_port, controller_port=controller_port, queue=queue, inputs=inputs)
 
 
 __all__ = ["ConnectionSpec", "JobEvent", "JobHandle", "JobOutcome", "QueueOptions", "RemoteError", "WorkerInfo", "attach", "list_workers",

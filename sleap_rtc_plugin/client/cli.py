@@ -30,7 +30,8 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     filters.add_argument("--min-gpu-memory", type=int, metavar="MB", help="only workers with at least this much free GPU memory")
     filters.add_argument("--label", action="append", metavar="KEY=VALUE", help="only workers with this label (with --queue the value is a glob, e.g. gpu=a100*); repeatable")
     queue = parser.add_argument_group("job queue (the coordinator picks the worker and requeues the job if it dies)")
-    queue.add_argument("--queue", action="store_true", help="submit through the coordinator's queue instead of picking a worker now")
+    queue.add_argument("--queue", action="store_true", help="submit through the coordinator's queue instead of picking a worker now; "
+                                                            "with --attach JOB_ID, follow a job already in the queue (give its --pkg-path again)")
     queue.add_argument("--gpus", type=int, default=0, metavar="N", help="with --queue: only workers with at least N GPUs")
     queue.add_argument("--priority", type=int, default=0, metavar="P", help="with --queue: higher runs first (default 0)")
     queue.add_argument("--max-retries", type=int, default=3, metavar="N", help="with --queue: retries after infrastructure failures (default 3)")
@@ -125,8 +126,6 @@ async def _run_job(args: argparse.Namespace, kind: str) -> int:
         raise UserError(str(exc)) from None
     queue = None
     if getattr(args, "queue", False):
-        if args.attach:
-            raise UserError("--queue submits a new job; drop it to --attach to an earlier one")
         queue = QueueOptions(min_gpu_memory_mb=args.min_gpu_memory or 0, gpu_count=args.gpus, labels=parse_labels(args.label),
                              worker_id=args.worker_id, priority=args.priority, max_retries=args.max_retries)
     elif not (spec.worker_id or spec.auto_select):
@@ -136,8 +135,16 @@ async def _run_job(args: argparse.Namespace, kind: str) -> int:
             spec.auto_select = True
     if args.attach:
         project = Path(args.project_dir or ".").resolve()
+        pkg = None
+        if queue is not None:
+            if not args.pkg_path:
+                raise UserError("--attach with --queue also needs --pkg-path PKG: a queued job's package goes from this client to the worker that takes it")
+            pkg = Path(args.pkg_path).expanduser().resolve()
+            if not pkg.is_file():
+                raise UserError(f"package {pkg} does not exist")
         handle = attach(args.attach, spec, project_dir=project, kind=kind,  # type: ignore[arg-type]
-                        publish_port=getattr(args, "publish_port", None), controller_port=getattr(args, "controller_port", None))
+                        publish_port=getattr(args, "publish_port", None), controller_port=getattr(args, "controller_port", None),
+                        queue=queue, package_path=pkg, inputs=parse_inputs(getattr(args, "input", None) or []) if queue is not None else None)
     else:
         if not args.pkg_path:
             raise UserError("give --pkg-path PKG (or --attach JOB_ID)")

@@ -41,6 +41,7 @@ from ..protocol.names import child_path
 from ..protocol.peer import Attach, Control, JobResult, JobStatus, JobSubmit, Log, PeerError, Progress, ResultAck, ResultFile, ResultReleased
 from ..protocol.queue import CheckpointNotice, JobDispatch
 from .checkpoints import CheckpointWatcher, Snapshot as CheckpointSnapshot
+from .resume_plan import plan_resume
 from ..protocol.session_string import SessionString
 from .engine import JobEngine, JobFailedError
 from .private import private_dir
@@ -133,6 +134,8 @@ class _Dispatch:
     client_id: str
     lease_seconds: float
     resume: _Resume | None = None
+    #: Every handed-over checkpoint by model head (a top-down job hands over one per model).
+    resumes: dict[str, _Resume] = field(default_factory=dict)
     expiry: asyncio.Task | None = None
     last_progress_report: float = 0.0
 
@@ -472,7 +475,7 @@ class Worker:
 
         async def send(snap: CheckpointSnapshot) -> None:
             model = engine.model_for_run_dir(snap.source.parent) or snap.source.parent.name
-            epoch = engine.completed_epoch
+            epoch = engine.completed_epochs.get(model, engine.completed_epoch)
             notice = CheckpointNotice(job_id=job.job_id, attempt=d.attempt, model=model, sha256=snap.sha256, size=snap.size, epoch=epoch)
             sent = 0
             for follower in list(job.followers):
@@ -515,7 +518,7 @@ class Worker:
             why = "its hash does not match" if d is not None and got.sha256 != msg.sha256 else "the job was not dispatched to this worker for this client"
             await link.send(Log(job_id=msg.job_id, line=f"checkpoint refused ({why}); training starts from scratch"))
             return
-        d.resume = _Resume(Path(got.path), msg.model, msg.epoch, msg.sha256)
+        d.resume = d.resumes[msg.model] = _Resume(Path(got.path), msg.model, msg.epoch, msg.sha256)
         log.info("job %s attempt %d: received checkpoint of %s (epoch %s) to resume from", d.job_id, d.attempt, msg.model, msg.epoch)
 
     # -- offers: see link_server.py (nothing before authentication touches disk or reserves) --
@@ -609,18 +612,10 @@ class Worker:
 
     def _plan_resume(self, engine: JobEngine, spec, dispatch: _Dispatch) -> None:
         """Queued training writes ``last.ckpt`` every epoch (what the relay sends) and
-        resumes the checkpoint's model from the client's copy when it has one."""
-        engine.overrides.append("trainer_config.model_ckpt.save_last=true")
-        resume = dispatch.resume
-        if resume is None:
-            return
-        heads = [m.head for m in spec.models]
-        if resume.model not in heads:
-            log.warning("job %s: checkpoint is for model %s, not in this package (%s); training from scratch", engine.job_id, resume.model, ", ".join(heads))
+        resumes each model from the client's copy when it has one (:mod:`.resume_plan`)."""
+        resumed = plan_resume(engine, spec.models, dispatch.resumes, dispatch.attempt)
+        if dispatch.resume is not None and dispatch.resume.model not in resumed:
             dispatch.resume = None
-            return
-        engine.model_overrides.setdefault(resume.model, []).append(f"trainer_config.resume_ckpt_path={hydra_value(resume.path.resolve().as_posix())}")
-        log.info("job %s attempt %d: resuming %s from the relayed checkpoint (epoch %s)", engine.job_id, dispatch.attempt, resume.model, resume.epoch)
 
     async def _broadcast(self, job: _Job, msg) -> None:
         for follower in list(job.followers):

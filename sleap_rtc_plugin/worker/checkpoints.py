@@ -4,6 +4,10 @@ sleap-nn (with ``trainer_config.model_ckpt.save_last=true``) rewrites ``last.ckp
 its run dir at the end of every epoch, in place. A copy taken while it is being
 written would be torn, so a snapshot counts only if the file's size and mtime are the
 same before and after the copy; otherwise the next poll tries again.
+
+Each run dir (one per model) is relayed on its own: a top-down job's centroid model
+ends, and its final checkpoint still goes out even once the next model has started
+writing newer ones, so a later attempt need not retrain it.
 """
 
 from __future__ import annotations
@@ -38,11 +42,24 @@ def _newest(output_dir: Path) -> Path | None:
     return max(found, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), default=None)
 
 
+def per_run_dir(output_dir: Path) -> list[Path]:
+    """Each run dir's checkpoint (``last.ckpt``, else ``best.ckpt``), oldest first."""
+    found: dict[Path, Path] = {}
+    for name in NAMES:
+        for p in output_dir.glob(f"*/{name}"):
+            if p.is_file():
+                found.setdefault(p.parent, p)
+    return sorted(found.values(), key=lambda p: p.stat().st_mtime_ns)
+
+
 def take_snapshot(output_dir: str | Path, staging_dir: str | Path, *, newer_than_ns: int = 0) -> Snapshot | None:
     """Copy the newest checkpoint under ``output_dir/*/`` if it changed since ``newer_than_ns``."""
     source = _newest(Path(output_dir))
-    if source is None:
-        return None
+    return snapshot_of(source, staging_dir, newer_than_ns=newer_than_ns) if source is not None else None
+
+
+def snapshot_of(source: Path, staging_dir: str | Path, *, newer_than_ns: int = 0) -> Snapshot | None:
+    """Copy ``source`` if it changed since ``newer_than_ns`` and was not rewritten meanwhile."""
     before = source.stat()
     if before.st_mtime_ns <= newer_than_ns:
         return None
@@ -71,18 +88,22 @@ class CheckpointWatcher:
         self.staging_dir = Path(staging_dir)
         self.interval = interval
         self.on_snapshot = on_snapshot
-        self._last_ns = 0
+        self._seen: dict[Path, int] = {}
 
     async def poll_once(self) -> Snapshot | None:
-        snap = await asyncio.to_thread(take_snapshot, self.output_dir, self.staging_dir, newer_than_ns=self._last_ns)
-        if snap is None:
-            return None
-        self._last_ns = snap.mtime_ns
-        try:
-            await self.on_snapshot(snap)
-        finally:
-            snap.path.unlink(missing_ok=True)
-        return snap
+        """Relay every run dir whose checkpoint changed (oldest first); return the last sent."""
+        sent = None
+        for source in await asyncio.to_thread(per_run_dir, self.output_dir):
+            snap = await asyncio.to_thread(snapshot_of, source, self.staging_dir, newer_than_ns=self._seen.get(source.parent, 0))
+            if snap is None:
+                continue
+            self._seen[source.parent] = snap.mtime_ns
+            try:
+                await self.on_snapshot(snap)
+            finally:
+                snap.path.unlink(missing_ok=True)
+            sent = snap
+        return sent
 
     async def run(self) -> None:
         while True:

@@ -78,6 +78,8 @@ class JobEngine:
         self.spec: JobSpec | None = None
         self.overrides = list(overrides or [])
         self.model_overrides = {k: list(v) for k, v in (model_overrides or {}).items()}
+        #: head -> final-epoch checkpoint the model is finished from (:mod:`.finish`).
+        self.finish_from: dict[str, Path] = {}
         self._job: TrainingJob | InferenceJob | None = None
         self._cancel_requested = False
 
@@ -89,6 +91,11 @@ class JobEngine:
     @property
     def completed_epoch(self) -> int | None:
         return self._job.completed_epoch if isinstance(self._job, TrainingJob) else None
+
+    @property
+    def completed_epochs(self) -> dict[str, int]:
+        """Last completed epoch per model head (a finished model keeps its final one)."""
+        return dict(self._job.completed_epochs) if isinstance(self._job, TrainingJob) else {}
 
     def model_for_run_dir(self, run_dir: Path) -> str | None:
         """The head of the model a run dir belongs to (sleap-nn may append ``-1``)."""
@@ -133,7 +140,7 @@ class JobEngine:
             raise JobFailedError("cancelled before it started", cancelled=True)
         if self.kind == "train":
             self._job = TrainingJob(self.job_id, self.spec, on_event=on_event, output_dir=self.output_dir,
-                                    overrides=self.overrides, model_overrides=self.model_overrides)
+                                    overrides=self.overrides, model_overrides=self.model_overrides, finish_from=self.finish_from)
         else:
             self._job = InferenceJob(self.job_id, self.spec, on_event=on_event, output_dir=self.job_dir / "predictions")
         try:

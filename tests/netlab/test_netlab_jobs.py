@@ -74,7 +74,8 @@ def test_training_job_across_the_lab(netlab, services, sample_labels, tmp_path, 
     assert done.returncode == 0, done.stderr[-4000:]
     models = list((project / "models").iterdir())
     assert len(models) == 1 and (models[0] / "best.ckpt").is_file() and "model:" in done.stdout
-    connected = re.search(r"\[connected\] path (\w+)( via TURN (\w+))?", done.stderr)
+    assert "[connected] connected to the worker" in done.stderr  # plain words on the display
+    connected = re.search(r"job \w+: path (\w+)( via TURN (\w+))?", done.stderr)  # the pair, in the -v log
     assert connected, done.stderr[-3000:]
     assert connected.group(1) == kind
     if kind == "relay" and connected.group(3):
