@@ -140,3 +140,17 @@ def worker_process(tmp_path):
     worker = WorkerProcess(tmp_path / "worker-data")
     yield worker
     worker.stop()
+
+
+async def collect(handle, *, until=None):
+    """Drain a handle's events; call ``until(event)`` and stop draining (not the job) when it returns True."""
+    events = []
+    async for event in handle.events():
+        events.append(event)
+        if until is not None and until(event):
+            break
+    return events
+
+
+def first_epoch(event) -> bool:
+    return event.kind == "progress" and event.data.get("event") == "epoch_end"

@@ -209,3 +209,15 @@ class BlipProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+def split_by_attempt(events) -> dict[int, list]:
+    """Events grouped by the attempt that was current when they arrived."""
+    out: dict[int, list] = {0: []}
+    attempt = 0
+    for e in events:
+        if e.kind == "status" and e.data.get("state") == "dispatched":
+            attempt = e.data["attempt"]
+            out.setdefault(attempt, [])
+        out[attempt].append(e)
+    return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sleap_io as sio
 
-from fixtures_e2e import coordinator, cpu_worker, make_worker, project, room, spec_for  # noqa: F401
+from fixtures_e2e import collect, coordinator, cpu_worker, first_epoch, make_worker, project, room, spec_for  # noqa: F401
 from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.client.api import RemoteError, attach, submit_inference, submit_training
@@ -24,18 +24,10 @@ from sleap_rtc_plugin.peer.secrets import env_var_name
 pytestmark = pytest.mark.slow
 
 
-async def collect(handle, *, until=None):
-    """Drain a handle's events; call ``until(event)`` and stop draining (not the job) when it returns True."""
-    events = []
-    async for event in handle.events():
-        events.append(event)
-        if until is not None and until(event):
-            break
-    return events
 
 
-def first_epoch(event) -> bool:
-    return event.kind == "progress" and event.data.get("event") == "epoch_end"
+
+
 
 
 async def test_train_remotely_and_get_the_model(cpu_worker, project, training_package):  # noqa: F811

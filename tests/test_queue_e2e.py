@@ -27,6 +27,7 @@ from fixtures_queue_e2e import (  # noqa: F401
     qcoord,
     qroom,
     qworker,
+    split_by_attempt,
     start_coordinator,
     worker_process,
 )
@@ -100,16 +101,7 @@ async def worker_peer(server, room_id: str, name: str, timeout: float = 120.0) -
             await asyncio.sleep(0.2)
 
 
-def split_by_attempt(events) -> dict[int, list]:
-    """Events grouped by the attempt that was current when they arrived."""
-    out: dict[int, list] = {0: []}
-    attempt = 0
-    for e in events:
-        if e.kind == "status" and e.data.get("state") == "dispatched":
-            attempt = e.data["attempt"]
-            out.setdefault(attempt, [])
-        out[attempt].append(e)
-    return out
+
 
 
 async def test_killed_worker_requeues_and_resumes_from_the_relayed_checkpoint(qcoord, qroom, worker_process, sample_labels, tmp_path):  # noqa: F811

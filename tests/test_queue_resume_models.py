@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fixtures_data import sample_labels, sample_root, training_package  # noqa: F401
-from fixtures_queue_e2e import client_spec, enroll, qcoord, qroom, qworker, worker_process  # noqa: F401
+from fixtures_queue_e2e import client_spec, enroll, qcoord, qroom, qworker, split_by_attempt, worker_process  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.client.api import QueueOptions, attach, submit_training
 from sleap_rtc_plugin.client.checkpoints import CheckpointStore
@@ -38,16 +38,7 @@ def statuses(events, state: str) -> list[dict]:
     return [e.data for e in events if e.kind == "status" and e.data.get("state") == state]
 
 
-def split_by_attempt(events) -> dict[int, list]:
-    """Events grouped by the attempt that was current when they arrived."""
-    out: dict[int, list] = {0: []}
-    attempt = 0
-    for e in events:
-        if e.kind == "status" and e.data.get("state") == "dispatched":
-            attempt = e.data["attempt"]
-            out.setdefault(attempt, [])
-        out[attempt].append(e)
-    return out
+
 
 
 async def worker_peer(server, room_id: str, name: str, timeout: float = 120.0) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_e2e import coordinator, make_worker, room, spec_for  # noqa: F401
+from fixtures_e2e import collect, coordinator, first_epoch, make_worker, room, spec_for  # noqa: F401
 from fixtures_data import sample_labels, sample_root  # noqa: F401
 from fixtures_peer import fill_disk_after
 from sleap_rtc_plugin import sample_data
@@ -39,17 +39,10 @@ SECRET = "lab-room-secret-shared-by-every-member"
 WRONG = "A" * 43  # a well-formed credential that is not the owner's
 
 
-async def collect(handle, *, until=None):
-    events = []
-    async for event in handle.events():
-        events.append(event)
-        if until is not None and until(event):
-            break
-    return events
 
 
-def first_epoch(event) -> bool:
-    return event.kind == "progress" and event.data.get("event") == "epoch_end"
+
+
 
 
 class Stranger:
