@@ -19,3 +19,9 @@ os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
 for _name in list(os.environ):
     if _name.startswith("SLEAP_RTC_") and _name not in ("SLEAP_RTC_ICE_LOOPBACK",):
         del os.environ[_name]
+
+# Imported up front: hypothesis's pytest plugin imports it lazily in the terminal summary, and on
+# CPython 3.11.7 an ast.parse that late in a run that trained with sleap-nn can fail with
+# "SystemError: AST constructor recursion depth mismatch" (pytest's rewrite hook parses it),
+# turning a passing run into exit 1.
+import hypothesis  # noqa: E402,F401
