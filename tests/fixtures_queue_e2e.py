@@ -221,3 +221,12 @@ def split_by_attempt(events) -> dict[int, list]:
             out.setdefault(attempt, [])
         out[attempt].append(e)
     return out
+
+
+async def drain(handle, events: list, *, until=None):
+    """Append a handle's events to ``events``; return the first one ``until`` accepts (None at the end)."""
+    async for event in handle.events():
+        events.append(event)
+        if until is not None and until(event):
+            return event
+    return None

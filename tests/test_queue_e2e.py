@@ -23,6 +23,7 @@ from fixtures_queue_e2e import (  # noqa: F401
     SECRET,
     BlipProxy,
     client_spec,
+    drain,
     enroll,
     qcoord,
     qroom,
@@ -36,14 +37,6 @@ from sleap_rtc_plugin.client.api import QueueOptions, RemoteError, submit_traini
 from sleap_rtc_plugin.client.checkpoints import CheckpointStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-async def drain(handle, events: list, *, until=None):
-    async for event in handle.events():
-        events.append(event)
-        if until is not None and until(event):
-            return event
-    return None
 
 
 def epochs_of(events, attempt_worker: str | None = None) -> list[int]:

@@ -18,20 +18,12 @@ import pytest
 import torch
 
 from fixtures_data import sample_labels, sample_root, training_package  # noqa: F401
-from fixtures_queue_e2e import client_spec, enroll, qcoord, qroom, qworker, split_by_attempt, worker_process  # noqa: F401
+from fixtures_queue_e2e import client_spec, drain, enroll, qcoord, qroom, qworker, split_by_attempt, worker_process  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.client.api import QueueOptions, attach, submit_training
 from sleap_rtc_plugin.client.checkpoints import CheckpointStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-async def drain(handle, events: list, *, until=None):
-    async for event in handle.events():
-        events.append(event)
-        if until is not None and until(event):
-            return event
-    return None
 
 
 def statuses(events, state: str) -> list[dict]:
