@@ -230,3 +230,13 @@ async def drain(handle, events: list, *, until=None):
         if until is not None and until(event):
             return event
     return None
+
+
+async def worker_peer(server, room_id: str, name: str, timeout: float = 120.0) -> str:
+    """The peer id of the worker called ``name`` once it has registered."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for entry in server.presence.find(room_id, role="worker"):
+                if entry.metadata.get("name") == name:
+                    return entry.peer_id
+            await asyncio.sleep(0.2)

@@ -29,6 +29,7 @@ from fixtures_queue_e2e import (  # noqa: F401
     qroom,
     qworker,
     split_by_attempt,
+    worker_peer,
     start_coordinator,
     worker_process,
 )
@@ -82,16 +83,6 @@ async def test_queue_position_requirements_and_checkpoint_relay(qcoord, qroom, q
     record = await qcoord.jobstore.get_job(first.job_id)
     assert (record.state, record.attempt, record.worker_id) == ("succeeded", 1, lab.peer_id)
     assert record.checkpoint and record.checkpoint["sha256"] == latest.sha256
-
-
-async def worker_peer(server, room_id: str, name: str, timeout: float = 120.0) -> str:
-    """The peer id of the worker called ``name`` once it has registered."""
-    async with asyncio.timeout(timeout):
-        while True:
-            for entry in server.presence.find(room_id, role="worker"):
-                if entry.metadata.get("name") == name:
-                    return entry.peer_id
-            await asyncio.sleep(0.2)
 
 
 

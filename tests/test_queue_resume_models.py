@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fixtures_data import sample_labels, sample_root, training_package  # noqa: F401
-from fixtures_queue_e2e import client_spec, drain, enroll, qcoord, qroom, qworker, split_by_attempt, worker_process  # noqa: F401
+from fixtures_queue_e2e import client_spec, drain, enroll, qcoord, qroom, qworker, split_by_attempt, worker_peer, worker_process  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.client.api import QueueOptions, attach, submit_training
 from sleap_rtc_plugin.client.checkpoints import CheckpointStore
@@ -31,15 +31,6 @@ def statuses(events, state: str) -> list[dict]:
 
 
 
-
-
-async def worker_peer(server, room_id: str, name: str, timeout: float = 120.0) -> str:
-    async with asyncio.timeout(timeout):
-        while True:
-            for entry in server.presence.find(room_id, role="worker"):
-                if entry.metadata.get("name") == name:
-                    return entry.peer_id
-            await asyncio.sleep(0.2)
 
 
 def epoch_in(path) -> int:
