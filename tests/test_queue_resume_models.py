@@ -53,15 +53,23 @@ async def start_pair(qcoord, qroom, worker_process):  # noqa: F811
     return first, first_id
 
 
-async def test_worker_killed_after_the_final_checkpoint_the_model_is_delivered(qcoord, qroom, worker_process, sample_labels, tmp_path):  # noqa: F811
+async def queued_training_with_a_second_worker(qcoord, qroom, worker_process, sample_labels, tmp_path, **package_kw):
+    """A queued training dispatched to the first worker of a pair, a second enrolled worker
+    relaying checkpoints every 0.3 s standing by, and the client's checkpoint store."""
     first, first_id = await start_pair(qcoord, qroom, worker_process)
-    package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=3)
+    package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", **package_kw)
     project = tmp_path / "project"
     handle = submit_training(package, client_spec(qcoord.url, qroom), project_dir=project, queue=QueueOptions())
     events: list = []
     await drain(handle, events, until=lambda e: e.kind == "status" and e.data.get("state") == "dispatched")
     second = worker_process("w-second", qcoord.url, (qroom[0], await enroll(qcoord, qroom[0], "w-second")), checkpoint_interval=0.3)
     store = CheckpointStore(project / ".sleap-rtc" / "checkpoints", handle.job_id)
+    return first, first_id, second, project, handle, events, store
+
+
+async def test_worker_killed_after_the_final_checkpoint_the_model_is_delivered(qcoord, qroom, worker_process, sample_labels, tmp_path):  # noqa: F811
+    first, first_id, second, project, handle, events, store = await queued_training_with_a_second_worker(
+        qcoord, qroom, worker_process, sample_labels, tmp_path, epochs=3)
 
     def final_held(e) -> bool:
         return e.kind == "checkpoint" and epoch_in(store.latest().path) == 2
@@ -86,14 +94,8 @@ async def test_worker_killed_after_the_final_checkpoint_the_model_is_delivered(q
 
 
 async def test_top_down_requeue_retrains_only_the_unfinished_model(qcoord, qroom, worker_process, sample_labels, tmp_path):  # noqa: F811
-    first, first_id = await start_pair(qcoord, qroom, worker_process)
-    package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", model_type="top_down", epochs=2)
-    project = tmp_path / "project"
-    handle = submit_training(package, client_spec(qcoord.url, qroom), project_dir=project, queue=QueueOptions())
-    events: list = []
-    await drain(handle, events, until=lambda e: e.kind == "status" and e.data.get("state") == "dispatched")
-    second = worker_process("w-second", qcoord.url, (qroom[0], await enroll(qcoord, qroom[0], "w-second")), checkpoint_interval=0.3)
-    store = CheckpointStore(project / ".sleap-rtc" / "checkpoints", handle.job_id)
+    first, first_id, second, project, handle, events, store = await queued_training_with_a_second_worker(
+        qcoord, qroom, worker_process, sample_labels, tmp_path, model_type="top_down", epochs=2)
 
     def both_held(e) -> bool:
         held = {i.model: i for i in store.per_model()} if e.kind == "checkpoint" else {}
