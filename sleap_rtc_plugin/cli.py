@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "client-train": ("send a training package to a worker and fetch the trained model", ".client.cli", "add_train_arguments", "run_train"),
     "client-track": ("send an inference package to a worker and fetch the predictions", ".client.cli", "add_track_arguments", "run_track"),
     "admin": ("administer a coordinator: workers, jobs, drain, worker tokens, audit log", ".coordinator.admin_cli", "add_arguments", "run"),
-    "demo": ("train and predict remotely on a small generated dataset, all on this machine", ".client.demo", "add_arguments", "run"),
+    "demo": ("train and predict remotely on a small generated dataset, all on this machine", ".demo", "add_arguments", "run"),
     "doctor": ("check the network path: coordinator (and TLS), STUN, TURN per transport, a test link to a worker", ".client.doctor", "add_arguments", "run"),
 }
 

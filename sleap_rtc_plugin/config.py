@@ -83,6 +83,20 @@ SETTINGS: dict[str, Setting] = {
         Setting("worker.preauth_timeout", 15.0, float, "Seconds a client has from its offer to a finished room-secret handshake; a link still unauthenticated then is closed."),
         Setting("worker.max_unpacked_mb", 20480, int, "Largest total a job package may unpack to, in MB (zip bomb guard); the worker also refuses a package its free disk cannot hold."),
         Setting("worker.insecure_no_secret", False, bool, "Let a worker that joins an existing room run without a room secret (legacy mode: anyone with the room token may use it)."),
+        Setting("worker.executor", "local", str, "Where jobs run: 'local' (child processes of the worker) or 'slurm' (each job submitted with sbatch; see docs/hpc.md)."),
+        Setting("worker.slurm.staging_dir", None, str, "Slurm: job dirs on a filesystem every compute node mounts at the same path. Unset: <data_dir>/jobs (then the data dir must be shared)."),
+        Setting("worker.slurm.partition", None, str, "Slurm: partition (sbatch --partition); its nodes are what the worker advertises. Unset: the cluster's default."),
+        Setting("worker.slurm.account", None, str, "Slurm: account to charge (sbatch --account)."),
+        Setting("worker.slurm.qos", None, str, "Slurm: quality of service (sbatch --qos)."),
+        Setting("worker.slurm.gres", "gpu:{gpus}", str, "Slurm: --gres for a job that asks {gpus} GPUs, e.g. 'gpu:a100:{gpus}'. Empty: no --gres (CPU partitions)."),
+        Setting("worker.slurm.gpus", 1, int, "Slurm: GPUs per job when the job does not ask for a count."),
+        Setting("worker.slurm.cpus", 4, int, "Slurm: CPUs per job (sbatch --cpus-per-task)."),
+        Setting("worker.slurm.mem_mb", 0, int, "Slurm: memory per job in MB (sbatch --mem). 0: the partition's default."),
+        Setting("worker.slurm.time_limit", "24:00:00", str, "Slurm: time limit per job (sbatch --time); a job killed by it is retried from its last checkpoint."),
+        Setting("worker.slurm.extra_sbatch", [], list, "Slurm: extra #SBATCH options, one per entry, e.g. ['--constraint=a100', '--exclusive']."),
+        Setting("worker.slurm.python", None, str, "Slurm: the Python (with sleap-nn and this package) the compute nodes run. Unset: the worker's own interpreter."),
+        Setting("worker.slurm.poll_interval", 5.0, float, "Slurm: seconds between squeue/scontrol polls and progress-file reads."),
+        Setting("worker.slurm.gpu_memory_mb", {}, dict, "Slurm: memory per GPU type as sinfo names it, e.g. {a100 = 81920}, advertised for discovery's min_gpu_memory_mb."),
         Setting("transfer.max_file_mb", 20480, int, "Largest file a peer accepts, in MB."),
         Setting("transfer.sctp_tuning", True, bool, "Large SCTP packets and fewer ACKs on the data channel when both peers support it; false: standard packets."),
         Setting("transfer.cache_mb", 10240, int, "Size cap of the content-addressed transfer cache, in MB."),
@@ -90,8 +104,19 @@ SETTINGS: dict[str, Setting] = {
         Setting("transfer.shared_paths", [], list, "Storage both sides mount, as 'client_prefix=worker_prefix' strings: files under it move as paths, not bytes."),
         Setting("tls_ca", None, str, "PEM file of CA certificates to trust for wss:// coordinators (a private CA or a self-signed certificate). Unset: the system trust store."),
         Setting("client.results_dir", None, str, "Where results land when no SLEAP project dir is given. Unset: the current directory."),
+        Setting("gui.worker_refresh_s", 15.0, float, "Seconds between the Train/Track remotely dialogs' automatic worker-list refreshes while they are open."),
     ]
 }
+
+
+def default(key: str) -> Any:
+    """The built-in default of ``key``: signatures and --help text read it here, never re-type it."""
+    return SETTINGS[key].default
+
+
+def default_server_url() -> str:
+    """The coordinator URL a local tool tries when none is configured."""
+    return f"ws://127.0.0.1:{default('server.port')}"
 
 
 @dataclass
@@ -299,6 +324,8 @@ __all__ = [
     "ENVIRONMENTS",
     "SETTINGS",
     "Settings",
+    "default",
+    "default_server_url",
     "format_settings",
     "load_settings",
     "room_secret_env_var",

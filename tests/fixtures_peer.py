@@ -77,9 +77,9 @@ def fill_disk_after(monkeypatch, limit: int):
     disk; returns a function that frees the disk again."""
     import errno
 
-    from sleap_rtc_plugin.peer import transfer as transfer_mod
+    from sleap_rtc_plugin.peer.staging import DISK
 
-    real_write = transfer_mod._write_chunk
+    real_write = DISK.write
     written = 0
 
     def write_until_full(fh, data):
@@ -89,5 +89,5 @@ def fill_disk_after(monkeypatch, limit: int):
         written += len(data)
         real_write(fh, data)
 
-    monkeypatch.setattr(transfer_mod, "_write_chunk", write_until_full)
-    return lambda: monkeypatch.setattr(transfer_mod, "_write_chunk", real_write)
+    monkeypatch.setattr(DISK, "write", write_until_full)
+    return lambda: monkeypatch.setattr(DISK, "write", real_write)

@@ -10,6 +10,7 @@ import pytest
 
 from sleap_rtc_plugin.coordinator import CoordinatorClient, CoordinatorServer
 from sleap_rtc_plugin.coordinator.jobstore import JobStore
+from sleap_rtc_plugin.util.clock import ManualClock
 
 LEASE = 1.0
 GRACE = 1.5
@@ -96,3 +97,25 @@ async def eventually(predicate, timeout: float = 20.0, interval: float = 0.05):
             if value:
                 return value
             await asyncio.sleep(interval)
+
+
+def use_manual_clock(server: CoordinatorServer) -> ManualClock:
+    """Put ``server``'s queue on a clock the test moves (before any job is queued)."""
+    assert not server.queue.jobs, "switch clocks before queueing jobs"
+    clock = ManualClock()
+    server.queue.clock = clock
+    return clock
+
+
+async def live_through(server: CoordinatorServer, clock: ManualClock, job_id: str, seconds: float, step: float = 1.0) -> None:
+    """Move ``clock`` on by ``seconds`` in steps shorter than a lease plus grace, waiting after
+    each for the job's worker to renew its lease (any frame, a heartbeat ``pong`` included),
+    then run one queue tick: a connected worker keeps its job however long this lasts."""
+    queue = server.queue
+    assert step < queue.lease_seconds + queue.reconnect_grace
+    moved = 0.0
+    while moved < seconds:
+        clock.advance(step)
+        moved += step
+        await eventually(lambda: (queue.jobs[job_id].lease_expires_at or 0) >= clock.time() + queue.lease_seconds - 1e-6, timeout=10)
+    await queue.tick()

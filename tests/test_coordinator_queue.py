@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fixtures_queue import GRACE, LEASE, enroll, eventually, gpu, peer, qroom, qserver, start_server  # noqa: F401
+from fixtures_queue import GRACE, LEASE, enroll, eventually, gpu, live_through, peer, qroom, qserver, start_server, use_manual_clock  # noqa: F401
 
 from sleap_rtc_plugin.coordinator import CoordinatorClient, CoordinatorError
 from sleap_rtc_plugin.coordinator.presence import PeerEntry
 from sleap_rtc_plugin.coordinator.queue import requirements_met
+from sleap_rtc_plugin.util.clock import ManualClock
 
 SPEC = {"kind": "train", "package": "labels.slp.training_job.zip"}
 
@@ -95,6 +96,7 @@ async def test_worker_pin_and_client_must_be_connected(qserver, qroom, peer):
 
 
 async def test_stale_attempt_is_refused_after_requeue(qserver, peer):
+    clock = use_manual_clock(qserver)
     w1 = await peer("worker", peer_id="w1", metadata=gpu(8_000))
     client = await peer("client")
     await client.queue_submit("job", SPEC)
@@ -104,7 +106,10 @@ async def test_stale_attempt_is_refused_after_requeue(qserver, peer):
     await w1.report("job", 1, "running")
     await w1.close()  # silent: no heartbeats renew the lease
     w2 = await peer("worker", peer_id="w2", metadata=gpu(8_000))
-    requeued = await client.next_push("queue_update", job_id="job", timeout=LEASE + GRACE + 20, where=lambda m: m.state == "queued")
+    await qserver.queue.tick()
+    assert qserver.queue.jobs["job"].attempt == 1  # the lease has not run out yet
+    clock.advance(LEASE + GRACE + 0.1)
+    requeued = await client.next_push("queue_update", job_id="job", timeout=10, where=lambda m: m.state == "queued")
     assert "went silent" in requeued.message
     update = await dispatched(client, "job")
     assert (update.worker_id, update.attempt) == ("w2", 2)
@@ -133,6 +138,7 @@ async def test_stale_attempt_is_refused_after_requeue(qserver, peer):
 async def test_blip_shorter_than_grace_keeps_the_job(tmp_path):
     grace = 4.0
     server = await start_server(tmp_path / "c.sqlite3", reconnect_grace=grace)
+    clock = use_manual_clock(server)
     room_id, token, _ = await server.create_room()
 
     def make(role, token=token, **kw):
@@ -152,7 +158,7 @@ async def test_blip_shorter_than_grace_keeps_the_job(tmp_path):
         holder._ws.transport.abort()  # a network blip: the socket dies, the process lives
         await eventually(lambda: holder.reconnects == 1, timeout=grace - 1)
         await holder.wait_connected(timeout=1)
-        await asyncio.sleep(LEASE + grace + 1)
+        await live_through(server, clock, "job", LEASE + grace + 1)
         job = server.queue.jobs["job"]
         assert (job.state, job.attempt, job.worker_id, job.retries) == ("running", 1, "w1", 0)
         await holder.report("job", 1, "succeeded")
@@ -226,13 +232,14 @@ async def test_jobs_and_positions_survive_a_restart(tmp_path, unused_tcp_port):
         await worker.update(status="busy")
         await worker.report("running-job", 1, "running")
         await worker.report("running-job", 1, "checkpoint", detail={"epoch": 3, "sha256": "ab" * 32})
-        for i, (job_id, priority) in enumerate([("q-low", 0), ("q-high", 10), ("q-low2", 0)]):
+        for job_id, priority in [("q-low", 0), ("q-high", 10), ("q-low2", 0)]:
             await client.queue_submit(job_id, SPEC, labels={"gpu": "a100"}, priority=priority)
         before = {j.job_id: (j.state, server.queue.position(j), j.attempt) for j in server.queue.jobs.values()}
         assert before == {"running-job": ("running", None, 1), "q-high": ("queued", 0, 0), "q-low": ("queued", 1, 0), "q-low2": ("queued", 2, 0)}
         await server.stop()
 
-        server = await start_server(db, unused_tcp_port)
+        clock = ManualClock()
+        server = await start_server(db, unused_tcp_port, clock=clock)
         await worker.wait_connected(timeout=30)
         await client.wait_connected(timeout=30)
         after = {j.job_id: (j.state, server.queue.position(j), j.attempt) for j in server.queue.jobs.values()}
@@ -241,7 +248,7 @@ async def test_jobs_and_positions_survive_a_restart(tmp_path, unused_tcp_port):
         assert (watched.state, watched.position) == ("queued", 1)
         assert (await client.queue_watch("running-job")).checkpoint == {"epoch": 3, "sha256": "ab" * 32}
         # The running attempt carries on: its reports are accepted and the lease holds.
-        await asyncio.sleep(LEASE + GRACE + 0.5)
+        await live_through(server, clock, "running-job", LEASE + GRACE + 0.5)
         assert server.queue.jobs["running-job"].state == "running"
         await worker.report("running-job", 1, "succeeded")
         await worker.update(status="available")

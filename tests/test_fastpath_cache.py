@@ -11,7 +11,7 @@ import pytest
 from fixtures_peer import auth_pair, make_file, open_pair
 from sleap_rtc_plugin.peer import FastPaths
 from sleap_rtc_plugin.peer.cache import ContentCache
-from sleap_rtc_plugin.peer.transfer import sha256_file
+from sleap_rtc_plugin.util.hashing import sha256_file
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,9 @@ import pytest
 from fixtures_peer import fill_disk_after, make_file, open_pair
 from sleap_rtc_plugin.peer import FastPaths, TransferError
 from sleap_rtc_plugin.peer import direct as direct_mod
-from sleap_rtc_plugin.peer import transfer as transfer_mod
+from sleap_rtc_plugin.peer import direct_recv
+from sleap_rtc_plugin.peer.staging import DISK
+from sleap_rtc_plugin.util.hashing import sha256_file
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -38,7 +40,7 @@ async def pair(tmp_path):
 
 
 def sha(path) -> str:
-    return transfer_mod.sha256_file(path)
+    return sha256_file(path)
 
 
 async def test_direct_path_used_when_both_enable_it_and_ice_is_host_to_host(pair, tmp_path):
@@ -83,7 +85,7 @@ async def test_falls_back_to_data_channel_when_port_refuses(pair, tmp_path):
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()
-    client.transfers.direct_redirect = lambda host, _port: ("127.0.0.1", port)
+    client.transfers.sender.direct_redirect = lambda host, _port: ("127.0.0.1", port)
     src = make_file(tmp_path / "pkg.slp", 400_000)
     sent = await client.send_file(src)
     got = await worker.receive_file(timeout=10)
@@ -96,7 +98,7 @@ async def test_falls_back_within_timeout_when_port_black_holes(pair, tmp_path):
     client, worker, _ = await pair()
     silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
-    client.transfers.direct_redirect = lambda host, _port: ("127.0.0.1", port)
+    client.transfers.sender.direct_redirect = lambda host, _port: ("127.0.0.1", port)
     src = make_file(tmp_path / "pkg.slp", 400_000)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -163,7 +165,7 @@ async def test_tampered_plaintext_detected_by_sha256(pair, tmp_path, monkeypatch
     """Bytes altered before encryption (a buggy or malicious sender path) fail end-to-end verification."""
     client, worker, rx = await pair()
     src = make_file(tmp_path / "pkg.slp", 2 * 1024 * 1024)
-    real_read = transfer_mod._read_chunk
+    real_read = DISK.read
 
     def corrupt(fh, size):
         data = bytearray(real_read(fh, size))
@@ -171,12 +173,12 @@ async def test_tampered_plaintext_detected_by_sha256(pair, tmp_path, monkeypatch
             data[0] ^= 0xFF
         return bytes(data)
 
-    monkeypatch.setattr(transfer_mod, "_read_chunk", corrupt)
+    monkeypatch.setattr(DISK, "read", corrupt)
     with pytest.raises(TransferError) as err:
         await client.send_file(src)
     assert err.value.code == "hash_mismatch"
     assert rx.cached_path(sha(src)) is None and not (rx.dest_dir / "pkg.slp").exists()
-    monkeypatch.setattr(transfer_mod, "_read_chunk", real_read)
+    monkeypatch.setattr(DISK, "read", real_read)
     sent = await client.send_file(src)
     assert sent.via == "direct" and sha((await worker.receive_file(timeout=10)).path) == sha(src)
 
@@ -205,7 +207,7 @@ async def test_wrong_token_refused(pair, tmp_path):
 
 async def test_direct_resume_after_disk_full(pair, tmp_path, monkeypatch):
     client, worker, rx = await pair()
-    monkeypatch.setattr(transfer_mod, "DIRECT_DURABLE_EVERY", 2 * 1024 * 1024)
+    monkeypatch.setattr(direct_recv, "DIRECT_DURABLE_EVERY", 2 * 1024 * 1024)
     src = make_file(tmp_path / "data", 6 * 1024 * 1024)
     free_disk = fill_disk_after(monkeypatch, 5 * 1024 * 1024)
     with pytest.raises(TransferError) as err:
@@ -228,14 +230,14 @@ async def test_link_lost_mid_stream_stops_the_stream_threads_and_resumes(pair, t
     import time
 
     client, worker, rx = await pair()
-    monkeypatch.setattr(transfer_mod, "DIRECT_DURABLE_EVERY", 2 * 1024 * 1024)
-    real_write = transfer_mod._write_chunk
+    monkeypatch.setattr(direct_recv, "DIRECT_DURABLE_EVERY", 2 * 1024 * 1024)
+    real_write = DISK.write
 
     def slow_write(fh, data):
         time.sleep(0.02)
         real_write(fh, data)
 
-    monkeypatch.setattr(transfer_mod, "_write_chunk", slow_write)
+    monkeypatch.setattr(DISK, "write", slow_write)
     src = make_file(tmp_path / "big.slp", 40 * 1024 * 1024)
     seen = []
     sending = asyncio.ensure_future(client.send_file(src, progress=lambda d, t: seen.append(d)))
@@ -252,7 +254,7 @@ async def test_link_lost_mid_stream_stops_the_stream_threads_and_resumes(pair, t
     assert not any(t.name.startswith("sleap-rtc-direct") for t in threading.enumerate())
     await client.close()
 
-    monkeypatch.setattr(transfer_mod, "_write_chunk", real_write)
+    monkeypatch.setattr(DISK, "write", real_write)
     client, worker, rx = await pair()
     sent = await client.send_file(src)
     got = await worker.receive_file(timeout=30)

@@ -15,7 +15,7 @@ from aiortc import rtcsctptransport
 from fixtures_peer import flip_byte_in_frame, make_file, open_pair
 from sleap_rtc_plugin.peer import FastPaths, TransferError
 from sleap_rtc_plugin.peer import sctp_tuning
-from sleap_rtc_plugin.peer import transfer as transfer_mod
+from sleap_rtc_plugin.util.hashing import sha256_file
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -25,7 +25,7 @@ STANDARD_MAX = sctp_tuning.STANDARD_PACKET
 
 
 def sha(path) -> str:
-    return transfer_mod.sha256_file(path)
+    return sha256_file(path)
 
 
 def watch_packets(link) -> list[int]:

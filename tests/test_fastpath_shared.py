@@ -9,7 +9,7 @@ import pytest
 from fixtures_peer import make_file, open_pair
 from sleap_rtc_plugin.peer import FastPaths, TransferError
 from sleap_rtc_plugin.peer.fastpath import parse_features, parse_mappings, software_string
-from sleap_rtc_plugin.peer.transfer import sha256_file
+from sleap_rtc_plugin.util.hashing import sha256_file
 
 pytestmark = pytest.mark.timeout(300)
 

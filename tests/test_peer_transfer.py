@@ -10,13 +10,16 @@ import pytest
 
 from fixtures_peer import auth_pair, fill_disk_after, flip_byte_in_frame, make_file, open_pair
 from sleap_rtc_plugin.peer import LinkClosedError, TransferError, sanitize_name
-from sleap_rtc_plugin.peer import transfer as transfer_mod
+from sleap_rtc_plugin.peer import staging
+from sleap_rtc_plugin.peer.transfer_core import SenderCore
+from sleap_rtc_plugin.peer.transfer_send import Outgoing
+from sleap_rtc_plugin.util.hashing import sha256_file
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def sha(path) -> str:
-    return transfer_mod.sha256_file(path)
+    return sha256_file(path)
 
 
 async def authed_pair(tmp_path, **receiver_kw):
@@ -70,8 +73,8 @@ async def test_traversal_names_refused_by_receiver(linked, tmp_path, name):
     from sleap_rtc_plugin.protocol.transfer import FileOffer
 
     tid = "b" * 32
-    out = transfer_mod._Outgoing()
-    client.transfers._outgoing[tid] = out
+    out = Outgoing(SenderCore(tid, name, 1000, "0" * 64))
+    client.transfers.sender.outgoing[tid] = out
     client._send(FileOffer(transfer_id=tid, name=name, size=1000, sha256="0" * 64))
     with pytest.raises(TransferError) as err:
         await asyncio.wait_for(out.next(), 10)
@@ -156,8 +159,8 @@ async def test_disk_full_while_writing(linked, tmp_path, monkeypatch):
 async def test_not_enough_free_space_refused_up_front(linked, tmp_path, monkeypatch):
     client, worker, rx = linked
     src = make_file(tmp_path / "data", 1000)
-    real = transfer_mod.shutil.disk_usage
-    monkeypatch.setattr(transfer_mod.shutil, "disk_usage", lambda p: real(p)._replace(free=1024))
+    real = staging.shutil.disk_usage
+    monkeypatch.setattr(staging.shutil, "disk_usage", lambda p: real(p)._replace(free=1024))
     with pytest.raises(TransferError) as err:
         await client.send_file(src)
     assert err.value.code == "disk_full" and "MiB free" in str(err.value)
@@ -244,10 +247,10 @@ def test_stale_partials_swept_fresh_ones_kept(tmp_path):
     fresh = [partial / f"{'b' * 64}.part", partial / f"{'b' * 64}.json"]
     for path in old + fresh:
         path.write_bytes(b"x")
-    week_ago = os.path.getmtime(fresh[0]) - transfer_mod.PARTIAL_MAX_AGE - 60
+    week_ago = os.path.getmtime(fresh[0]) - staging.PARTIAL_MAX_AGE - 60
     for path in old:
         os.utime(path, (week_ago, week_ago))
-    transfer_mod.FileReceiver(tmp_path / "rx", partial_dir=partial)
+    staging.FileReceiver(tmp_path / "rx", partial_dir=partial)
     assert sorted(p.name for p in partial.iterdir()) == sorted(p.name for p in fresh)
 
 
@@ -256,13 +259,13 @@ async def test_same_content_into_one_partial_folder_from_two_links_is_busy(tmp_p
     from sleap_rtc_plugin.protocol.transfer import FileOffer
 
     partial = tmp_path / "partial"
-    rx1 = transfer_mod.FileReceiver(tmp_path / "a", partial_dir=partial)
-    rx2 = transfer_mod.FileReceiver(tmp_path / "b", partial_dir=partial)
+    rx1 = staging.FileReceiver(tmp_path / "a", partial_dir=partial)
+    rx2 = staging.FileReceiver(tmp_path / "b", partial_dir=partial)
     offer = FileOffer(transfer_id="c" * 32, name="pkg.slp", size=10, sha256="d" * 64)
-    inc = rx1._open(offer, rx1.dest_dir / "pkg.slp")
+    staged, _ = rx1.open(offer, rx1.dest_dir / "pkg.slp")
     with pytest.raises(TransferError) as err:
-        rx2._open(offer, rx2.dest_dir / "pkg.slp")
+        rx2.open(offer, rx2.dest_dir / "pkg.slp")
     assert err.value.code == "busy"
-    transfer_mod.Transfers._close_incoming(inc, record=True)
-    inc = rx2._open(offer, rx2.dest_dir / "pkg.slp")  # free again once the first closed
-    transfer_mod.Transfers._close_incoming(inc)
+    staged.close(record_at=0)
+    staged, _ = rx2.open(offer, rx2.dest_dir / "pkg.slp")  # free again once the first closed
+    staged.close()

@@ -174,7 +174,7 @@ def test_launch_loads_env_file_then_runs_cli(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if l.startswith("worker.status_port"))
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("worker.status_port"))
     assert "9123" in line and "env SLEAP_RTC_WORKER_STATUS_PORT" in line
     bad = subprocess.run(
         [sys.executable, "-m", "sleap_rtc_plugin.service.launch", "--env-file", str(tmp_path / "absent.env"), "--", "worker"],

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from sleap_rtc_plugin.service import sdnotify
-from sleap_rtc_plugin.service.sdnotify import SdNotifier, WatchdogPinger, watchdog_interval
+from sleap_rtc_plugin.util import sdnotify
+from sleap_rtc_plugin.util.sdnotify import SdNotifier, WatchdogPinger, watchdog_interval
 
 
 @pytest.fixture

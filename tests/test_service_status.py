@@ -17,11 +17,11 @@ import pytest
 
 from sleap_rtc_plugin.service.cli import main
 from sleap_rtc_plugin.service.runner import RecordingRunner
-from sleap_rtc_plugin.service.status_server import StatusServer
+from sleap_rtc_plugin.util.status_server import StatusServer
 
 SERVER_SCRIPT = r"""
 import asyncio, json, sys
-from sleap_rtc_plugin.service.status_server import StatusServer
+from sleap_rtc_plugin.util.status_server import StatusServer
 
 snapshot_file = sys.argv[1]
 

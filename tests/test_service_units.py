@@ -106,8 +106,8 @@ def test_system_unit_content(tmp_path: Path) -> None:
         "PrivateTmp=yes",
     ):
         assert required in lines, required
-    assert not any(l.startswith(("PrivateDevices", "DevicePolicy")) for l in lines), "must not hide /dev/nvidia*"
-    exec_start = next(l for l in lines if l.startswith("ExecStart="))
+    assert not any(ln.startswith(("PrivateDevices", "DevicePolicy")) for ln in lines), "must not hide /dev/nvidia*"
+    exec_start = next(ln for ln in lines if ln.startswith("ExecStart="))
     assert exec_start.split("=", 1)[1].split()[0] == os.path.abspath(sys.executable)
     assert exec_start.endswith(f"-m sleap_rtc_plugin worker --config {tmp_path}/etc/config.toml")
     assert f"EnvironmentFile={tmp_path}/etc/worker.env" in lines

@@ -25,8 +25,8 @@ import yaml
 
 from ..errors import UserError
 from ..protocol.peer import INPUTS_DIR
-from ..worker.refusals import PackageError
-from ..worker.sleapnn_args import safe_run_name
+from ..jobspec.refusals import PackageError
+from ..jobspec.sleapnn_args import safe_run_name
 
 #: Files of a trained model folder that inference needs; the rest stays home.
 MODEL_FILES = ("best.ckpt", "training_config.yaml", "initial_config.yaml", "training_config.json")
@@ -100,7 +100,7 @@ def _zip(root: Path, out: Path) -> Path:
 
 
 def head_of_config(config: Any, name: str) -> str:
-    from ..worker.package import head_of
+    from ..jobspec.heads import head_of
 
     try:
         return head_of(config, name)

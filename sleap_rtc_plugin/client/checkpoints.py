@@ -24,7 +24,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..peer.transfer import sha256_file
+from ..util.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..worker.cli import parse_labels
+from ..util.labels_arg import parse_labels
 from .api import ConnectionSpec, JobHandle, JobOutcome, QueueOptions, RemoteError, attach, list_workers, submit_inference, submit_training
 from .progress import ProgressDisplay
 from .selection import WorkerInfo

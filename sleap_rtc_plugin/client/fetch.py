@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..peer.transfer import FREE_SPACE_MARGIN
 from ..protocol.peer import JobResult, PeerError, ResultAck, ResultFile, ResultReleased
-from ..worker.refusals import PackageError
+from ..jobspec.refusals import PackageError
 from .errors import RemoteError
 from .jobs_store import OwnerStore
 from .results import install_results
 
 if TYPE_CHECKING:
-    from .api import JobOutcome
+    from .outcome import JobOutcome
 
 log = logging.getLogger(__name__)
 

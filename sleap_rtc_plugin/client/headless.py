@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..worker.cli import parse_labels
+from ..util.labels_arg import parse_labels
 from .api import ConnectionSpec, QueueOptions, RemoteError
 from .cli import _add_connection_arguments, _pick_interactively, spec_from_args
 

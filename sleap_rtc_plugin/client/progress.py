@@ -14,7 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .api import JobEvent
+from .outcome import JobEvent
+from .wording import path_in_words
 
 
 def eta(seconds: float) -> str:
@@ -24,18 +25,6 @@ def eta(seconds: float) -> str:
 
 
 log = logging.getLogger(__name__)
-
-
-def path_in_words(path: dict) -> str:
-    """How the link reached the worker, in a biologist's words."""
-    kind = path.get("kind")
-    if kind == "host":
-        return "connected to the worker directly"
-    if kind == "srflx":
-        return "connected to the worker peer-to-peer through the networks' routers"
-    if kind == "relay":
-        return "connected to the worker through the lab's relay server (slower than a direct link)"
-    return "connected to the worker"
 
 
 class ProgressDisplay:

@@ -15,12 +15,13 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..worker.refusals import DISK_FULL, PackageError
-from ..worker.unpack import Limits, check_zip, extract
+from ..jobspec.refusals import DISK_FULL, PackageError
+from ..jobspec.archive import Limits, check_zip, extract
+from .model_paths import localize_model
 
 if TYPE_CHECKING:
     from ..protocol.peer import ResultFile
-    from .api import JobOutcome
+    from .outcome import JobOutcome
 
 log = logging.getLogger(__name__)
 #: A worker keeps 64 MB spare for its jobs; in a project the announced sizes were checked already.
@@ -70,12 +71,13 @@ def install_results(received: list[tuple["ResultFile", Path]], project_dir: Path
                     local_files: dict[str, Path] | None = None) -> "JobOutcome":
     """Install each result; every returned ``.slp`` is re-pointed at local videos
     (``local_files``: name in the package -> the user's file it was sent from)."""
-    from .api import JobOutcome
+    from .outcome import JobOutcome
 
     outcome = JobOutcome(job_id=job_id, kind=kind, worker_id=worker_id)  # type: ignore[arg-type]
     for meta, path in received:
         if meta.role == "model":
             run_dir = install_model(path, project_dir / "models")
+            localize_model(run_dir, project_dir)
             for slp in sorted(run_dir.rglob("*.slp")):
                 _relink(slp, local_files or {})
             outcome.model_dirs.append(run_dir)

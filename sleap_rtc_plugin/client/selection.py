@@ -26,6 +26,8 @@ class WorkerInfo:
     gpu_count: int
     labels: dict[str, str] = field(default_factory=dict)
     job_types: tuple[str, ...] = ("train", "track")
+    #: The worker authenticates clients with the room secret (unknown: assume it does).
+    needs_secret: bool = True
 
     @classmethod
     def from_peer(cls, peer: PeerInfo) -> "WorkerInfo":
@@ -45,6 +47,7 @@ class WorkerInfo:
             gpu_count=len(gpus),
             labels={str(k): str(v) for k, v in labels.items()},
             job_types=tuple(meta.get("job_types") or ("train", "track")),
+            needs_secret=meta.get("needs_secret") is not False,
         )
 
     def summary(self) -> str:

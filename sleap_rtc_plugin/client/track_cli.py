@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..worker.refusals import PackageError
-from ..worker.sleapnn_args import COMMON_FLAGS, PREDICT_FLAGS, check_extra_args
+from ..jobspec.refusals import PackageError
+from ..jobspec.sleapnn_args import COMMON_FLAGS, PREDICT_FLAGS, check_extra_args
 from .headless import add_where_arguments, need_sleap_io, move_predictions, where_to_run
 
 #: Flags with a place of their own in jobs.yaml or on this parser.
@@ -116,7 +116,7 @@ async def _run(args: argparse.Namespace, command: str) -> int:
     frames = check_frames(args.frames)
     extra = extra_args(args, command)
     if args.device:
-        from ..worker.sleapnn_args import check_device
+        from ..jobspec.sleapnn_args import check_device
 
         try:
             check_device(args.device, "--device")

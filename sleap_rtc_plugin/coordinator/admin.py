@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..protocol.base import ProtocolError
 from ..protocol.queue import AdminRequest
-from .jobstore import WorkerRecord
-
-if TYPE_CHECKING:
-    from .server import CoordinatorServer, Link
+from .host import CoordinatorHost
+from .jobstore import JobStore, WorkerRecord
+from .link import Link
+from .queue import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,15 @@ def _labels_arg(args: dict[str, Any]) -> dict[str, str] | None:
 
 
 class AdminService:
-    def __init__(self, server: CoordinatorServer):
+    def __init__(self, server: CoordinatorHost):
         self.server = server
 
     @property
-    def queue(self):
+    def queue(self) -> JobQueue:
         return self.server.queue
 
     @property
-    def store(self):
+    def store(self) -> JobStore:
         return self.server.jobstore
 
     async def handle(self, link: Link, msg: AdminRequest) -> Any:

@@ -16,9 +16,10 @@ import sys
 import time
 from typing import Any
 
+from ..config import default_server_url
 from .client import CoordinatorError, admin_request
 
-DEFAULT_URL = "ws://127.0.0.1:8765"
+DEFAULT_URL = default_server_url()
 TOKEN_ENV = "SLEAP_RTC_ADMIN_TOKEN"
 
 
@@ -181,7 +182,7 @@ async def run_async(args: argparse.Namespace) -> int:
         print(f"admin token: {token}")
         print(f"Shown only now; the coordinator stores only its hash. Use it with --admin-token or ${TOKEN_ENV}.")
         return 0
-    token = args.admin_token or os.environ.get(TOKEN_ENV)
+    token = args.admin_token or os.environ.get(TOKEN_ENV) or ""
     if not token:
         print(f"sleap-rtc admin: error: no admin token; pass --admin-token or set ${TOKEN_ENV} (create one with `sleap-rtc admin init --db DB`)", file=sys.stderr)
         return 2

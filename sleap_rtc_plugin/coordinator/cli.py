@@ -23,19 +23,19 @@ from .queue_limits import QueueLimits
 from .server import CoordinatorServer
 from .turn import TurnConfig
 from .tls import TLSConfigError, server_context
-from ..config import load_settings
+from ..config import default, default_server_url, load_settings
 from .store import RoomStore, default_db_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "ws://127.0.0.1:8765"
+DEFAULT_URL = default_server_url()
 ADMIN_TOKEN_ENV = "SLEAP_RTC_ADMIN_TOKEN"
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags override the config file's ``[server]`` table (``sleap-rtc config show``)."""
     parser.add_argument("--host", default=None, help="interface to bind (default server.host = 127.0.0.1; use 0.0.0.0 to serve a lab network)")
-    parser.add_argument("--port", type=int, default=None, help="TCP port for websockets and GET /health (default server.port = 8765; 0 = any free port)")
+    parser.add_argument("--port", type=int, default=None, help=f"TCP port for websockets and GET /health (default server.port = {default('server.port')}; 0 = any free port)")
     parser.add_argument("--db", default=None, help=f"SQLite file for rooms and jobs (default server.db, else {default_db_path()}; ':memory:' keeps nothing)")
     parser.add_argument("--heartbeat-interval", type=float, default=None, help="seconds between server pings (default server.heartbeat_interval = 10)")
     parser.add_argument("--heartbeat-timeout", type=float, default=None, help="drop a peer silent for this many seconds (default server.heartbeat_timeout = 30)")

@@ -11,23 +11,20 @@ same ``peer_id`` and its latest status and metadata. Authentication failures
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
-import inspect
 import itertools
 import logging
 import random
 import time
 from typing import Any, Callable, Literal
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from ..protocol.base import Message, ProtocolError
 from ..protocol.coordinator import (
     COORDINATOR,
-    CreateRoom,
     Discover,
     Error,
     Ok,
@@ -40,13 +37,15 @@ from ..protocol.coordinator import (
     IceServers,
     Registered,
     Relay,
-    RoomCreated,
     UpdatePeer,
 )
-from ..protocol.queue import (AdminRequest, AdminResult, ClientReport, JobDispatch, JobReport, Queued, QueueCancel, QueueSubmit,
+from ..protocol.queue import (ClientReport, JobDispatch, JobReport, Queued, QueueCancel, QueueSubmit,
                               QueueUpdate, QueueWatch, Requirements)
 
-from .tls import TLSConfigError, client_context, describe_failure
+from .mailbox import Mailbox, PushHandler, Pushed, RelayHandler
+from .oneshot import CoordinatorError, RelayRejected, admin_request, await_reply, closed_error, create_room, open_socket
+
+__all__ = ["CoordinatorClient", "CoordinatorError", "RelayRejected", "admin_request", "create_room"]
 
 log = logging.getLogger(__name__)
 
@@ -55,107 +54,7 @@ FATAL_CODES = frozenset({"bad_token", "room_expired"})
 #: Unsolicited errors after which the coordinator closes this socket and reconnecting
 #: would be wrong: another process registered this worker id with its worker token.
 FATAL_PUSHED_CODES = frozenset({"replaced"})
-#: Relays kept for :meth:`CoordinatorClient.next_relay`; older unclaimed ones are dropped.
-INBOX_SIZE = 256
-_WS_MAX_SIZE = 1024 * 1024
 
-RelayHandler = Callable[[Relay], Any]
-#: Unsolicited coordinator messages other than relays (queue updates, job dispatches).
-Pushed = QueueUpdate | JobDispatch
-PushHandler = Callable[[Pushed], Any]
-
-
-class CoordinatorError(Exception):
-    """An ``error`` reply from the coordinator, or a connection problem.
-
-    ``code`` is the protocol error code (see docs/protocol.md) or one of the local
-    codes ``unreachable``, ``disconnected``, ``timeout``, ``closed``.
-    """
-
-    def __init__(self, code: str, message: str, *, source: str | None = None):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.source = source
-
-
-class RelayRejected(CoordinatorError):
-    """The peer being waited on sent a ``reject`` relay instead (e.g. the worker is busy)."""
-
-
-async def _open_socket(url: str, timeout: float) -> ClientConnection:
-    """Open ``url`` (``ws://`` or ``wss://``, see :mod:`.tls` for what ``wss`` trusts)."""
-    try:
-        context = client_context(url)
-        extra = {"ssl": context} if context is not None else {}
-        return await connect(url, ping_interval=None, max_size=_WS_MAX_SIZE, open_timeout=timeout, close_timeout=2, **extra)
-    except (OSError, InvalidHandshake, InvalidURI, TimeoutError, TLSConfigError) as exc:
-        raise CoordinatorError("unreachable", describe_failure(url, exc)) from None
-
-
-async def _await_reply(ws: ClientConnection, ref: str, timeout: float) -> Message:
-    """Read frames until the one answering ``ref`` (used before the reader task runs)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                raw = await ws.recv()
-                try:
-                    msg = COORDINATOR.decode(raw)
-                except ProtocolError as exc:
-                    log.warning("ignoring bad frame from coordinator: %s", exc)
-                    continue
-                if isinstance(msg, Ping):
-                    await ws.send(Pong(ts=msg.ts).encode())
-                elif getattr(msg, "ref", None) == ref:
-                    if isinstance(msg, Error):
-                        raise CoordinatorError(msg.code, msg.message)
-                    return msg
-    except TimeoutError:
-        raise CoordinatorError("timeout", f"no reply from the coordinator within {timeout:g}s") from None
-    except ConnectionClosed as exc:
-        raise _closed_error(exc) from None
-
-
-def _closed_error(exc: ConnectionClosed) -> CoordinatorError:
-    """The coordinator's reason when it turned us away (``rate_limited: ...``), else ``disconnected``."""
-    reason = exc.rcvd.reason if exc.rcvd is not None else ""
-    if reason.startswith("rate_limited: "):
-        return CoordinatorError("rate_limited", reason.removeprefix("rate_limited: "))
-    return CoordinatorError("disconnected", f"the coordinator closed the connection ({exc})")
-
-
-async def create_room(url: str, ttl_hours: float = 720.0, *, timeout: float = 10.0, admin_token: str | None = None) -> tuple[str, str, float]:
-    """Ask the coordinator at ``url`` for a new room: ``(room_id, token, expires_at)``.
-
-    The token is shown only here; the coordinator keeps just its hash. ``admin_token``
-    is needed by a coordinator that lets only administrators create rooms.
-    """
-    ws = await _open_socket(url, timeout)
-    try:
-        await ws.send(CreateRoom(ttl_hours=ttl_hours, ref="create", admin_token=admin_token).encode())
-        reply = await _await_reply(ws, "create", timeout)
-    finally:
-        await ws.close()
-    if not isinstance(reply, RoomCreated):
-        raise CoordinatorError("unexpected_type", f"expected room_created, got {reply.TYPE}")
-    return reply.room_id, reply.token, reply.expires_at
-
-
-async def admin_request(url: str, token: str, action: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
-    """Run one admin action (``sleap-rtc admin ...``) and return its result."""
-    ws = await _open_socket(url, timeout)
-    try:
-        try:
-            frame = AdminRequest(token=token, action=action, args=dict(args or {}), ref="admin").encode()  # type: ignore[arg-type]
-        except ProtocolError as exc:
-            raise CoordinatorError(exc.code, exc.message) from None
-        await ws.send(frame)
-        reply = await _await_reply(ws, "admin", timeout)
-    finally:
-        await ws.close()
-    if not isinstance(reply, AdminResult):
-        raise CoordinatorError("unexpected_type", f"expected admin_result, got {reply.TYPE}")
-    return reply.result
 
 
 async def _first_set(*events: asyncio.Event) -> None:
@@ -205,12 +104,7 @@ class CoordinatorClient:
         self._runner: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._refs = itertools.count(1)
-        self._inbox: collections.deque[Relay] = collections.deque(maxlen=INBOX_SIZE)
-        self._inbox_changed = asyncio.Event()
-        self._handlers: list[RelayHandler] = []
-        self._pushed: collections.deque[Pushed] = collections.deque(maxlen=INBOX_SIZE)
-        self._push_handlers: list[PushHandler] = []
-        self._handler_tasks: set[asyncio.Task[Any]] = set()
+        self._mail = Mailbox()
         self._connected = asyncio.Event()
         self._finished = asyncio.Event()
         self._failure: CoordinatorError | None = None
@@ -326,7 +220,7 @@ class CoordinatorClient:
         """
         async with asyncio.timeout(timeout):
             while True:
-                found = self._take(kind, source)
+                found = self._mail.take_relay(kind, source)
                 if found is not None:
                     return found
                 await self._wait_for_delivery()
@@ -335,18 +229,17 @@ class CoordinatorClient:
         """Sleep until a relay or push arrives; raise once the client has finished."""
         if self._finished.is_set():
             raise self._failure or CoordinatorError("closed", "the client was closed")
-        await _first_set(self._inbox_changed, self._finished)
+        await _first_set(self._mail.changed, self._finished)
 
     def add_relay_handler(self, callback: RelayHandler) -> None:
         """Call ``callback(relay)`` (sync or async) for every relay delivered to this peer.
 
         Relays are still queued for :meth:`next_relay` too.
         """
-        self._handlers.append(callback)
+        self._mail.relay_handlers.append(callback)
 
     def remove_relay_handler(self, callback: RelayHandler) -> None:
-        with contextlib.suppress(ValueError):
-            self._handlers.remove(callback)
+        self._mail.remove(self._mail.relay_handlers, callback)
 
     # --- queue ------------------------------------------------------------------------
 
@@ -404,39 +297,20 @@ class CoordinatorClient:
         """Return (and remove) the oldest pushed ``queue_update``/``job_dispatch`` matching."""
         async with asyncio.timeout(timeout):
             while True:
-                for i, msg in enumerate(self._pushed):
-                    if (type_name is None or msg.TYPE == type_name) and (job_id is None or msg.job_id == job_id) and (where is None or where(msg)):
-                        del self._pushed[i]
-                        return msg
+                found = self._mail.take_push(type_name, job_id, where)
+                if found is not None:
+                    return found
                 await self._wait_for_delivery()
 
     def add_push_handler(self, callback: PushHandler) -> None:
         """Call ``callback(msg)`` (sync or async) for every ``queue_update``/``job_dispatch``;
         they are still kept for :meth:`next_push` too."""
-        self._push_handlers.append(callback)
+        self._mail.push_handlers.append(callback)
 
     def remove_push_handler(self, callback: PushHandler) -> None:
-        with contextlib.suppress(ValueError):
-            self._push_handlers.remove(callback)
+        self._mail.remove(self._mail.push_handlers, callback)
 
     # --- internals --------------------------------------------------------------------
-
-    def _take(self, kind: str | None, source: str | None) -> Relay | None:
-        for i, relay in enumerate(self._inbox):
-            if source is not None and relay.source != source:
-                continue
-            if kind is None or relay.kind == kind:
-                del self._inbox[i]
-                return relay
-            if relay.kind == "reject" and source is not None:
-                del self._inbox[i]
-                payload = relay.payload
-                raise RelayRejected(
-                    str(payload.get("code", "rejected")),
-                    str(payload.get("message", f"peer {source} rejected the request")),
-                    source=source,
-                )
-        return None
 
     async def _request(self, msg: Message) -> Message:
         ws = self._ws
@@ -464,7 +338,7 @@ class CoordinatorClient:
             self._pending.pop(ref, None)
 
     async def _open(self) -> ClientConnection:
-        ws = await _open_socket(self.url, self.request_timeout)
+        ws = await open_socket(self.url, self.request_timeout)
         try:
             register = Register(
                 room_id=self.room_id,
@@ -478,8 +352,8 @@ class CoordinatorClient:
             try:
                 await ws.send(register.encode())
             except ConnectionClosed as exc:
-                raise _closed_error(exc) from None
-            reply = await _await_reply(ws, "register", self.request_timeout)
+                raise closed_error(exc) from None
+            reply = await await_reply(ws, "register", self.request_timeout)
         except BaseException:
             ws.transport.abort()
             raise
@@ -510,7 +384,7 @@ class CoordinatorClient:
                 ws = reopened
         finally:
             self._finished.set()
-            self._inbox_changed.set()
+            self._mail.changed.set()
 
     async def _reconnect(self) -> ClientConnection | None:
         attempt = 0
@@ -559,7 +433,7 @@ class CoordinatorClient:
             await ws.send(Pong(ts=msg.ts).encode())
             return
         if isinstance(msg, Relay):
-            self._deliver(msg)
+            self._mail.deliver(msg)
             return
         ref = getattr(msg, "ref", None)
         future = self._pending.get(ref) if ref is not None else None
@@ -569,42 +443,13 @@ class CoordinatorClient:
             else:
                 future.set_result(msg)
         elif isinstance(msg, (QueueUpdate, JobDispatch)):
-            self._push(msg)
+            self._mail.push(msg)
         elif isinstance(msg, Error):
             log.warning("coordinator error: %s: %s", msg.code, msg.message)
             if msg.code in FATAL_PUSHED_CODES:
                 self._failure = CoordinatorError(msg.code, msg.message)
         elif not isinstance(msg, (Pong, Ok)):
             log.debug("ignoring unsolicited %s from the coordinator", msg.TYPE)
-
-    def _push(self, msg: Pushed) -> None:
-        self._pushed.append(msg)
-        self._wake_and_call(msg, self._push_handlers)
-
-    def _deliver(self, relay: Relay) -> None:
-        if len(self._inbox) == self._inbox.maxlen:
-            log.warning("relay inbox full; dropping the oldest unclaimed relay")
-        self._inbox.append(relay)
-        self._wake_and_call(relay, self._handlers)
-
-    def _wake_and_call(self, msg: Any, handlers: list[Callable[[Any], Any]]) -> None:
-        changed, self._inbox_changed = self._inbox_changed, asyncio.Event()
-        changed.set()
-        for handler in list(handlers):
-            try:
-                result = handler(msg)
-            except Exception:  # noqa: BLE001 - a handler bug must not stop the reader
-                log.exception("relay handler %r failed", handler)
-                continue
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._handler_tasks.add(task)
-                task.add_done_callback(self._handler_done)
-
-    def _handler_done(self, task: asyncio.Task[Any]) -> None:
-        self._handler_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("relay handler failed", exc_info=task.exception())
 
     def _set_disconnected(self, code: str, message: str) -> None:
         self._connected.clear()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ..protocol.coordinator import PeerList
 
 if TYPE_CHECKING:
-    from .presence import PeerEntry
+    from .peer_entry import PeerEntry
 
 #: Bytes of encoded bodies one room may hold in its cache before it is emptied.
 CACHE_BYTES_PER_ROOM = 4 * 1024 * 1024

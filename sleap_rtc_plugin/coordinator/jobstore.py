@@ -394,7 +394,8 @@ class JobStore:
         return await self._rooms._run(self._read_audit, limit, kind, since)
 
     def _read_audit(self, limit: int, kind: str | None, since: float | None) -> list[dict[str, Any]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if kind:
             where.append("kind LIKE ?")
             args.append(kind.replace("*", "%"))

@@ -27,19 +27,18 @@ restarted coordinator reloads it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import time
 from typing import Any, Callable
 
 from ..protocol.base import ProtocolError
 from ..protocol.queue import ClientReport, JobDispatch, JobReport, QueueSubmit, QueueUpdate
 from .jobstore import RESULTS_READY, JobStore, QueuedJob, WorkerRecord
 from .presence import PeerEntry, Presence, rank
+from ..util.clock import SYSTEM_CLOCK, Clock
+from ..util.tasks import TaskSet
 from .queue_limits import QueueLimits
-from .requirements import requirements_met
+from .requirements import check_owner, requirements_met
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,11 @@ class JobQueue:
         audit: Auditor | None = None,
         allow_room_token_workers: bool = False,
         limits: QueueLimits | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.store = store
+        #: Leases and dispatch deadlines are read from this (tests pass a ManualClock).
+        self.clock = clock
         self.limits = limits or QueueLimits()
         self.allow_room_token_workers = allow_room_token_workers
         #: Rooms whose admin chose otherwise than the server default.
@@ -77,13 +79,14 @@ class JobQueue:
         self._sent_position: dict[str, int] = {}
         self._progress: dict[str, dict[str, Any]] = {}
         self._lock = asyncio.Lock()
+        self._writes = TaskSet(log, "queue")
 
     # --- startup ------------------------------------------------------------------
 
     async def load(self) -> None:
         """Reload unfinished jobs and worker records. Active jobs get one fresh lease:
         the coordinator being down is no worker's fault."""
-        now = time.time()
+        now = self.clock.time()
         self.room_policy = await self.store.room_policies()
         for record in await self.store.find_workers():
             self.workers[(record.room_id, record.worker_id)] = record
@@ -92,7 +95,7 @@ class JobQueue:
             if job.active and job.worker_id:
                 job.lease_expires_at = max(job.lease_expires_at or 0.0, now + self.lease_seconds)
                 self._held[(job.room_id, job.worker_id)] = job.job_id
-                self._dispatched_at[job.job_id] = time.monotonic()
+                self._dispatched_at[job.job_id] = self.clock.monotonic()
                 await self.store.save_job(job)
         if self.jobs:
             log.info("queue reloaded %d unfinished job(s)", len(self.jobs))
@@ -175,25 +178,11 @@ class JobQueue:
         self._sent_position[job.job_id] = self.position(job) or 0
         return job
 
-    @staticmethod
-    def _check_owner(job: QueuedJob, owner: str | None, ref: str | None) -> None:
-        """A job submitted with an owner hash is followed or cancelled only by whoever
-        holds the secret, whichever connection it comes from."""
-        if job.owner_hash is None:
-            return
-        given = hashlib.sha256((owner or "").encode()).hexdigest()
-        if owner is None or not hmac.compare_digest(given, job.owner_hash):
-            raise ProtocolError(
-                "not_owner",
-                f"job {job.job_id} belongs to another client; use the credential saved with the job (the owner secret its submitting client stored) or ask the administrator",
-                ref=ref,
-            )
-
     async def watch(self, client: PeerEntry, job_id: str, ref: str | None, owner: str | None = None) -> None:
         job = self.jobs.get(job_id) or await self.store.get_job(job_id)
         if job is None or job.room_id != client.room_id:
             raise ProtocolError("unknown_job", f"no job {job_id[:64]!r} in this room", ref=ref)
-        self._check_owner(job, owner, ref)
+        check_owner(job, owner, ref)
         if job.job_id in self.jobs and job.client_id != client.peer_id:
             log.info("job %s now followed by client %s (was %s)", job_id, client.peer_id, job.client_id)
             job.client_id = client.peer_id
@@ -210,7 +199,7 @@ class JobQueue:
         if client is not None:
             if job.owner_hash is None and job.client_id != client.peer_id:
                 raise ProtocolError("unknown_job", f"no unfinished job {job_id[:64]!r} of yours", ref=ref)
-            self._check_owner(job, owner, ref)
+            check_owner(job, owner, ref)
         await self._finish(job, "cancelled", f"cancelled by {actor}")
         return job
 
@@ -289,11 +278,15 @@ class JobQueue:
         job = self.jobs.get(job_id)
         if job is None or not job.active:
             return
-        now = time.time()
+        now = self.clock.time()
         job.lease_expires_at = now + self.lease_seconds
         if now - self._persisted_lease.get(job_id, 0.0) > self.lease_seconds / 4:
             self._persisted_lease[job_id] = now
-            asyncio.ensure_future(self._save_quietly(job))
+            self._writes.spawn(self._save_quietly(job), name=f"save-lease-{job_id}")
+
+    async def flush(self) -> None:
+        """Wait for lease writes still in flight (before the store closes)."""
+        await self._writes.wait()
 
     async def _save_quietly(self, job: QueuedJob) -> None:
         try:
@@ -456,9 +449,9 @@ class JobQueue:
                 job.attempt += 1
                 job.worker_id = worker.peer_id
                 job.attempt_workers[job.attempt] = worker.peer_id
-                job.lease_expires_at = time.time() + self.lease_seconds
+                job.lease_expires_at = self.clock.time() + self.lease_seconds
                 self._held[(room_id, worker.peer_id)] = job.job_id
-                self._dispatched_at[job.job_id] = time.monotonic()
+                self._dispatched_at[job.job_id] = self.clock.monotonic()
                 self._sent_position.pop(job.job_id, None)
                 worker.update(status="reserved")
                 log.info("job dispatched room=%s job=%s attempt=%d worker=%s", room_id, job.job_id, job.attempt, worker.peer_id)
@@ -473,7 +466,7 @@ class JobQueue:
 
     async def tick(self) -> None:
         """Requeue jobs whose worker went silent past lease + grace, or never accepted."""
-        now, mono = time.time(), time.monotonic()
+        now, mono = self.clock.time(), self.clock.monotonic()
         limit = self.lease_seconds + self.reconnect_grace
         for job in list(self.jobs.values()):
             if not job.active:

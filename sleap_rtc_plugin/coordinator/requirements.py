@@ -1,10 +1,14 @@
-"""What a queued job asks of a worker, and whether a worker offers it."""
+"""What a queued job asks of a worker, whether a worker offers it, and who may follow the job."""
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import hmac
 from typing import Any
 
+from ..protocol.base import ProtocolError
+from .jobstore import QueuedJob
 from .presence import PeerEntry, max_free_gpu_mb
 
 
@@ -26,3 +30,17 @@ def requirements_met(entry: PeerEntry, req: dict[str, Any]) -> bool:
         if value is None or not fnmatch.fnmatchcase(str(value), str(pattern)):
             return False
     return True
+
+
+def check_owner(job: QueuedJob, owner: str | None, ref: str | None) -> None:
+    """A job submitted with an owner hash is followed or cancelled only by whoever
+    holds the secret, whichever connection it comes from."""
+    if job.owner_hash is None:
+        return
+    given = hashlib.sha256((owner or "").encode()).hexdigest()
+    if owner is None or not hmac.compare_digest(given, job.owner_hash):
+        raise ProtocolError(
+            "not_owner",
+            f"job {job.job_id} belongs to another client; use the credential saved with the job (the owner secret its submitting client stored) or ask the administrator",
+            ref=ref,
+        )

@@ -17,10 +17,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import ssl
 import time
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .. import __version__
-from ..protocol.base import MAX_FRAME_BYTES, Message, ProtocolError
+from ..protocol.base import MAX_FRAME_BYTES, ProtocolError
 from ..protocol.coordinator import (
     COORDINATOR,
     MAX_SDP,
@@ -43,7 +41,6 @@ from ..protocol.coordinator import (
     Ping,
     Pong,
     Register,
-    Registered,
     Relay,
     RoomCreated,
     UpdatePeer,
@@ -51,101 +48,35 @@ from ..protocol.coordinator import (
 from ..protocol.offer import decode_offer
 from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, ClientReport, JobReport, Queued, QueueCancel, QueueSubmit, QueueWatch
 from .admin import AdminService
+from ..config import default
+from ..util.clock import SYSTEM_CLOCK, Clock
+from ..util.tasks import TaskSet
 from .audit_log import AuditWriter
-from .discovery import Query, peer_list_frame  # noqa: F401 - peer_list_frame: re-exported
-from ..protocol.coordinator import WORKER_TOKEN_PREFIX
-from .jobstore import JobStore
+from .discovery import Query, peer_list_frame
 from .edge import Edge, address_of
+from .jobstore import JobStore
 from .limits import EdgeLimits, is_loopback
+from .link import CLOSE_DROPPED, OUTBOX_SIZE, Link, ref_of
 from .presence import PeerEntry, Presence
 from .queue import JobQueue
 from .queue_limits import QueueLimits
-from .store import RoomAccessError, RoomStore
+from .registration import MAX_METADATA_BYTES, Registrar, apply_policy, json_size, labels_of
+from .store import RoomStore
 from .turn import TurnConfig
+
+__all__ = ["CLOSE_DROPPED", "OUTBOX_SIZE", "CoordinatorServer", "Link", "peer_list_frame"]
 
 log = logging.getLogger(__name__)
 
 #: Largest relay payload (JSON-encoded); SDP offers are a few KiB.
 MAX_PAYLOAD_BYTES = MAX_SDP
-#: Largest metadata dict a peer may publish (JSON-encoded).
-MAX_METADATA_BYTES = 32 * 1024
 #: Frames above MAX_FRAME_BYTES but below this get a typed ``oversize`` error; larger
 #: ones make websockets close the socket (1009) before the frame is even buffered.
 WS_MAX_SIZE = 4 * MAX_FRAME_BYTES
 #: Peers returned by one discover when the caller sets no limit.
 DEFAULT_DISCOVER_LIMIT = 200
-#: Frames queued for one slow socket before it is dropped.
-OUTBOX_SIZE = 256
-#: Close code for a peer dropped by the server (heartbeat, slow consumer, expiry).
-CLOSE_DROPPED = 4000
 
 _CLIENT_BOUND = {"room_created", "registered", "peer_list", "ok", "error"} | SENT_BY_COORDINATOR
-
-
-@dataclass(eq=False)
-class Link:
-    """Server-side state of one websocket connection."""
-
-    conn: ServerConnection
-    outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(OUTBOX_SIZE))
-    last_seen: float = field(default_factory=time.monotonic)
-    entry: PeerEntry | None = None
-    writer: asyncio.Task[None] | None = None
-    closer: asyncio.Task[None] | None = None
-    dropped: bool = False
-
-    @property
-    def who(self) -> str:
-        if self.entry is not None:
-            return f"{self.entry.room_id}/{self.entry.peer_id}"
-        addr = self.conn.remote_address
-        return f"{addr[0]}:{addr[1]}" if addr else "?"
-
-    def send(self, msg: Message) -> None:
-        """Queue a frame; never awaits. Overflow means the peer stopped reading: drop it."""
-        self.send_text(msg.encode())
-
-    def send_text(self, text: str) -> None:
-        if self.dropped:
-            return
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            self.drop("outbox overflow (peer is not reading)")
-
-    def drop(self, reason: str) -> None:
-        if self.dropped:
-            return
-        self.dropped = True
-        log.warning("dropping connection %s: %s", self.who, reason)
-        self.closer = asyncio.get_running_loop().create_task(self.conn.close(CLOSE_DROPPED, reason[:120]))
-
-    async def write_loop(self) -> None:
-        try:
-            while True:
-                text = await self.outbox.get()
-                await self.conn.send(text)
-        except ConnectionClosed:
-            pass
-
-
-def _ref_of(raw: str | bytes) -> str | None:
-    """Best-effort ``ref`` from a frame that failed validation, so the error can be correlated."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    ref = data.get("ref") if isinstance(data, dict) else None
-    return ref if isinstance(ref, str) and len(ref) <= 128 else None
-
-
-def _labels_of(metadata: dict[str, Any]) -> dict[str, Any]:
-    labels = metadata.get("labels")
-    return dict(labels) if isinstance(labels, dict) else {}
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")).encode())
 
 
 class CoordinatorServer:
@@ -154,7 +85,7 @@ class CoordinatorServer:
     def __init__(
         self,
         host: str = "127.0.0.1",
-        port: int = 8765,
+        port: int = default("server.port"),
         db_path: str | Path | None = None,
         *,
         heartbeat_interval: float = 10.0,
@@ -166,6 +97,7 @@ class CoordinatorServer:
         queue_limits: QueueLimits | None = None,
         ssl_context: ssl.SSLContext | None = None,
         turn: TurnConfig | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         if heartbeat_timeout <= heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
@@ -180,9 +112,11 @@ class CoordinatorServer:
         self.jobstore = JobStore(self.store)
         self.queue = JobQueue(
             self.jobstore, self.presence, lease_seconds=lease_seconds, reconnect_grace=reconnect_grace, audit=self.audit,
-            allow_room_token_workers=allow_room_token_workers, limits=queue_limits,
+            allow_room_token_workers=allow_room_token_workers, limits=queue_limits, clock=clock,
         )
         self.admin = AdminService(self)
+        self.registrar = Registrar(self)
+        self._tasks = TaskSet(log, "coordinator")
         self.edge = Edge(limits, self._audit_now)
         self.ssl_context = ssl_context
         self.turn = turn or TurnConfig()
@@ -231,12 +165,15 @@ class CoordinatorServer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._heartbeat_task = self._queue_task = None
+        await self._tasks.aclose()
+        await self.registrar.aclose()
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
         self.edge.flush_summaries(everything=True)
         await self.flush_audit()
+        await self.queue.flush()
         await self.store.close()
         log.info("coordinator stopped")
 
@@ -299,31 +236,14 @@ class CoordinatorServer:
                 log.exception("queue tick failed")
 
     def apply_policy(self, entry: PeerEntry) -> None:
-        """Admin policy over what a worker says about itself: admin labels win over its
-        own, and a drained worker shows ``draining`` instead of ``available``."""
-        if entry.role != "worker":
-            return
-        record = self.queue.record(entry.room_id, entry.peer_id)
-        metadata = entry.metadata
-        if record is not None and record.labels:
-            metadata = {**entry.metadata, "labels": {**entry.reported_labels, **record.labels}}
-        elif entry.metadata.get("labels", {}) != entry.reported_labels and "labels" in entry.metadata:
-            metadata = {**entry.metadata, "labels": dict(entry.reported_labels)}
-        status = entry.status
-        drained = record is not None and record.drained
-        if drained and status == "available":
-            status = "draining"
-        elif not drained and status == "draining" and entry.reported_status != "draining":
-            status = entry.reported_status
-        if status != entry.status:
-            log.info("peer status room=%s peer=%s %s -> %s (admin policy)", entry.room_id, entry.peer_id, entry.status, status)
-        entry.update(status=status, metadata=metadata)
+        """Admin policy over what a worker says about itself (see :func:`.registration.apply_policy`)."""
+        apply_policy(self.queue, entry)
 
     def disconnect(self, entry: PeerEntry, reason: str) -> None:
         """Remove a peer from presence and close its socket (e.g. its token was revoked)."""
         link = entry.link
         link.send(Error(code="token_revoked", message=f"{reason}; ask the administrator for a new worker token"))
-        self._forget(link, reason)
+        self.forget(link, reason)
         link.drop(reason)
 
     # --- heartbeats -----------------------------------------------------------------
@@ -336,11 +256,11 @@ class CoordinatorServer:
             ping = Ping(ts=now_wall)
             for link in list(self._links):
                 if now_mono - link.last_seen > self.heartbeat_timeout:
-                    self._forget(link, "heartbeat timeout")
+                    self.forget(link, "heartbeat timeout")
                     link.drop(f"no frame for {self.heartbeat_timeout:g}s (heartbeat timeout)")
                 elif link.entry is not None and link.entry.room_expires_at <= now_wall:
                     link.send(Error(code="room_expired", message=f"room {link.entry.room_id} has expired"))
-                    self._forget(link, "room expired")
+                    self.forget(link, "room expired")
                     link.drop("room expired")
                 else:
                     link.send(ping)
@@ -389,15 +309,18 @@ class CoordinatorServer:
                         link.drop(f"rate_limited: kept sending after {strikes} refusals; {exc.message}")
                 except Exception:  # noqa: BLE001 - one bad frame must not end the connection
                     log.exception("internal error handling a frame from %s", link.who)
-                    link.send(Error(code="internal", message="coordinator failed to handle this frame; see its log", ref=_ref_of(raw)))
+                    link.send(Error(code="internal", message="coordinator failed to handle this frame; see its log", ref=ref_of(raw)))
         except ConnectionClosed:
             pass
         finally:
             self._links.discard(link)
-            self._forget(link, f"disconnected (code {conn.close_code})")
+            self.forget(link, f"disconnected (code {conn.close_code})")
             link.writer.cancel()
 
-    def _forget(self, link: Link, why: str) -> None:
+    def is_live(self, link: Link) -> bool:
+        return link in self._links
+
+    def forget(self, link: Link, why: str) -> None:
         entry = link.entry
         if entry is not None and self.presence.remove(entry):
             log.info("peer left room=%s peer=%s role=%s: %s", entry.room_id, entry.peer_id, entry.role, why)
@@ -408,7 +331,7 @@ class CoordinatorServer:
         try:
             msg = COORDINATOR.decode(raw)
         except ProtocolError as exc:
-            exc.ref = exc.ref or _ref_of(raw)
+            exc.ref = exc.ref or ref_of(raw)
             raise
         except RecursionError:
             raise ProtocolError("malformed", "frame is nested too deeply", ref=None) from None
@@ -430,7 +353,7 @@ class CoordinatorServer:
             await self._on_create_room(link, msg)
             return
         if isinstance(msg, Register):
-            await self._on_register(link, msg)
+            await self.registrar.register(link, msg)
             return
         if isinstance(msg, AdminRequest):
             result = await self.admin.handle(link, msg)
@@ -464,104 +387,13 @@ class CoordinatorServer:
             self.audit("room_created", f"admin:{admin}", room_id=room_id, detail={"ttl_hours": msg.ttl_hours})
         link.send(RoomCreated(room_id=room_id, token=token, expires_at=expires_at, ref=msg.ref))
 
-    async def _on_register(self, link: Link, msg: Register) -> None:
-        if link.entry is not None:
-            raise ProtocolError("already_registered", f"this connection is already {link.entry.peer_id}; open a new one", ref=msg.ref)
-        if _json_size(msg.metadata) > MAX_METADATA_BYTES:
-            raise ProtocolError("oversize", f"metadata exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
-        via_token = msg.token.startswith(WORKER_TOKEN_PREFIX)
-        try:
-            if via_token:
-                room, peer_id = await self._check_worker_token(msg)
-            else:
-                room = await self.store.check_token(msg.room_id, msg.token)
-                peer_id = msg.peer_id or f"{msg.role[0]}-{secrets.token_hex(6)}"
-                # Read from the database, not memory: an enrolled id stays bound across restarts, for any role.
-                record = await self.jobstore.get_worker(room.room_id, peer_id) if msg.peer_id else None
-                if record is not None and record.has_token:
-                    raise RoomAccessError("token_required", f"worker id {peer_id!r} is bound to a worker token; register with that token")
-        except RoomAccessError as exc:
-            log.warning("registration refused from %s room=%s: %s", link.who, msg.room_id[:64], exc.code)
-            self.audit("register_failed", link.who, room_id=msg.room_id[:128], subject=(msg.peer_id or "")[:128], detail={"code": exc.code, "role": msg.role, "via_token": via_token})
-            raise ProtocolError(exc.code, exc.message, ref=msg.ref) from None
-        if link.dropped or link not in self._links:
-            return
-        if link.entry is not None:  # a concurrent register on this socket won the race
-            raise ProtocolError("already_registered", "this connection is already registered", ref=msg.ref)
-        existing = self.presence.get(room.room_id, peer_id)
-        if existing is not None and via_token:
-            self._replace(existing, link)
-        elif existing is not None:
-            raise ProtocolError(
-                "peer_id_in_use",
-                f"peer id {peer_id!r} is connected in this room; pick another or wait for the old connection to time out",
-                ref=msg.ref,
-            )
-        entry = PeerEntry(
-            peer_id=peer_id,
-            room_id=room.room_id,
-            role=msg.role,
-            status=msg.status,
-            metadata=msg.metadata,
-            link=link,
-            room_expires_at=room.expires_at,
-            via_token=via_token,
-            reported_status=msg.status,
-            reported_labels=_labels_of(msg.metadata),
-        )
-        self.apply_policy(entry)
-        self.presence.add(entry)
-        link.entry = entry
-        log.info("peer registered room=%s peer=%s role=%s status=%s", room.room_id, peer_id, msg.role, entry.status)
-        self.audit("register", link.who, room_id=room.room_id, subject=peer_id, detail={"role": msg.role, "via_token": via_token, "status": entry.status})
-        ice_servers, ice_expires = self.turn.ice_servers(peer_id)
-        link.send(Registered(peer_id=peer_id, room_id=room.room_id, heartbeat_interval=self.heartbeat_interval, ref=msg.ref,
-                             ice_servers=ice_servers if self.turn.enabled else None, ice_expires=ice_expires))
-        if msg.role == "worker":
-            await self.queue.worker_registered(entry)
-        else:
-            await self.queue.dispatch(room.room_id)
-
-    def _replace(self, old: PeerEntry, new_link: Link) -> None:
-        """The holder of a worker token takes its id over from a live socket at once (a
-        restarted worker whose old socket has not timed out yet, or a squatter). The old
-        socket is told why and closed; it can no longer speak for the id."""
-        log.warning("worker %s/%s re-registered with its worker token from %s; dropping the old connection %s",
-                    old.room_id, old.peer_id, new_link.who, old.link.who)
-        self.audit("register_takeover", new_link.who, room_id=old.room_id, subject=old.peer_id, detail={"old_via_token": old.via_token})
-        old_link = old.link
-        old_link.send(Error(code="replaced", message=f"worker id {old.peer_id} registered again with its worker token from another connection; this one is closed"))
-        self._forget(old_link, "replaced by a registration with the worker token")
-        old_link.entry = None
-        asyncio.ensure_future(self._drop_when_flushed(old_link, "replaced by a registration with the worker token"))
-
-    @staticmethod
-    async def _drop_when_flushed(link: Link, reason: str, within: float = 2.0) -> None:
-        """Close ``link`` once its queued frames (the reason for closing) are written."""
-        deadline = time.monotonic() + within
-        while not link.outbox.empty() and time.monotonic() < deadline and not link.dropped:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # the writer has taken the last frame; let it finish sending
-        link.drop(reason)
-
-    async def _check_worker_token(self, msg: Register) -> tuple[Any, str]:
-        """Room and worker id bound to a worker token; the token is the credential."""
-        record = await self.jobstore.worker_by_token(msg.token)
-        if record is None or record.room_id != msg.room_id or msg.role != "worker":
-            raise RoomAccessError("bad_token", "worker token not recognised for this room (revoked or rotated?); ask the administrator for the current one")
-        if msg.peer_id and msg.peer_id != record.worker_id:
-            raise RoomAccessError("bad_token", f"this worker token belongs to worker {record.worker_id!r}; register as that worker")
-        room = await self.store.get_room(msg.room_id)
-        self.queue.set_record(record)
-        return room, record.worker_id
-
     async def _on_queue_request(self, link: Link, msg: QueueSubmit | QueueWatch | QueueCancel | ClientReport) -> None:
         entry = link.entry
         assert entry is not None
         if entry.role != "client":
             raise ProtocolError("not_client", f"only clients send {msg.TYPE}", ref=msg.ref)
         if isinstance(msg, QueueSubmit):
-            if _json_size(msg.spec) > MAX_METADATA_BYTES:
+            if json_size(msg.spec) > MAX_METADATA_BYTES:
                 raise ProtocolError("oversize", f"job spec exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
             job = await self.queue.submit(entry, msg)
             link.send(Queued(job_id=job.job_id, position=self.queue.position(job) or 0, ref=msg.ref))
@@ -578,7 +410,7 @@ class CoordinatorServer:
     def _on_update(self, link: Link, msg: UpdatePeer) -> None:
         entry = link.entry
         assert entry is not None
-        if msg.metadata is not None and _json_size(msg.metadata) > MAX_METADATA_BYTES:
+        if msg.metadata is not None and json_size(msg.metadata) > MAX_METADATA_BYTES:
             raise ProtocolError("oversize", f"metadata exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
         if msg.status is not None and msg.status != entry.status:
             log.info("peer status room=%s peer=%s %s -> %s", entry.room_id, entry.peer_id, entry.status, msg.status)
@@ -586,11 +418,11 @@ class CoordinatorServer:
         if msg.status is not None:
             entry.reported_status = msg.status
         if msg.metadata is not None:
-            entry.reported_labels = _labels_of(msg.metadata)
+            entry.reported_labels = labels_of(msg.metadata)
         self.apply_policy(entry)
         link.send(Ok(ref=msg.ref))
         if entry.role == "worker" and entry.status == "available":
-            asyncio.ensure_future(self._dispatch_quietly(entry.room_id))
+            self._tasks.spawn(self._dispatch_quietly(entry.room_id), name="dispatch")
 
     async def _dispatch_quietly(self, room_id: str) -> None:
         try:
@@ -614,7 +446,7 @@ class CoordinatorServer:
     def _on_relay(self, link: Link, msg: Relay) -> None:
         sender = link.entry
         assert sender is not None
-        if _json_size(msg.payload) > MAX_PAYLOAD_BYTES:
+        if json_size(msg.payload) > MAX_PAYLOAD_BYTES:
             raise ProtocolError("oversize", f"relay payload exceeds {MAX_PAYLOAD_BYTES} bytes", ref=msg.ref)
         target = self.presence.get(sender.room_id, msg.target)
         if target is None:

@@ -67,15 +67,31 @@ def sleap_rtc_add_menu_actions(window: Any, menus: dict) -> None:
             predict.removeAction(action)
             predict.insertAction(before, action)
         window._menu_actions[key] = action
+    install_quit_guard(window)
+
+
+def install_quit_guard(window: Any):
+    """Quitting SLEAP with a remote job running asks first (``quit_guard.QuitGuard``); once per window."""
+    from .quit_guard import QuitGuard
+
+    guard = getattr(window, "_sleap_rtc_quit_guard", None)
+    if guard is None:
+        guard = QuitGuard(window, (TRAIN_KEY, TRACK_KEY))
+        window.installEventFilter(guard)
+        window._sleap_rtc_quit_guard = guard
+    return guard
 
 
 @hookimpl
 def sleap_rtc_window_closing(window: Any) -> None:
-    """Cancel remote jobs still followed by this window's dialogs."""
+    """The window is closing: never cancel silently. The quit guard asked already (and holds
+    the close back while a job runs); a window without one leaves its jobs on the workers."""
+    if getattr(window, "_sleap_rtc_quit_guard", None) is not None:
+        return
     for key in (TRAIN_KEY, TRACK_KEY):
         dialog = window._child_windows.get(key)
         if dialog is not None and getattr(dialog, "busy", False):
-            dialog.cancel_or_close()
+            dialog.detach_job()
 
 
 def show_dialog(window: Any, key: str):

@@ -1,9 +1,9 @@
 """Remembered connection settings and the thin line to the credential store.
 
 Non-secret fields (coordinator URL, room id, "remember" flag) live in QSettings.
-Tokens and room secrets never do: they go through :mod:`sleap_rtc_plugin.peer.secrets`
-(the OS keyring or an owner-only file), reached only via the two functions below so
-the GUI has exactly one seam to that module.
+Tokens, session strings and room secrets never do: they go through
+:mod:`sleap_rtc_plugin.client.credentials` (owner-only files and the room-secret
+credential store), the GUI's one seam to them.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sleap_rtc_plugin import config as _config
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_SERVER_URL = "ws://127.0.0.1:8765"
+DEFAULT_SERVER_URL = _config.default_server_url()
 _ORG, _APP = "sleap-rtc", "gui"
 
 
@@ -65,28 +67,45 @@ def save_connection(saved: SavedConnection) -> None:
 
 
 def remember_secret(room_id: str, value: str) -> bool:
-    """Store a room secret in the 0600 credential store; False (and a log line) when it cannot.
+    """Store a room secret in the 0600 credential store (see ``client/credentials.py``)."""
+    from sleap_rtc_plugin.client import credentials
 
-    Room tokens are never remembered by the GUI: the worker prints a fresh session
-    string instead.
-    """
-    from sleap_rtc_plugin.peer import secrets
-
-    try:
-        secrets.store_secret(room_id, value)
-        return True
-    except (OSError, ValueError, RuntimeError) as exc:
-        logger.warning("could not store the room secret for room %s: %s", room_id, exc)
-        return False
+    return credentials.remember_secret(room_id, value)
 
 
 def recall_secret(room_id: str) -> str | None:
     """The room secret the credential store (env var, secrets file) holds for ``room_id``."""
-    try:
-        from sleap_rtc_plugin.peer import secrets
+    from sleap_rtc_plugin.client import credentials
 
-        value = secrets.lookup_secret(room_id)
-        return value.decode() if isinstance(value, bytes) else value
-    except Exception as exc:
-        logger.debug("no stored room secret for room %s: %s", room_id, exc)
+    return credentials.recall_secret(room_id)
+
+
+# The connection last used in this SLEAP session, shared by Train and Track remotely even
+# when the user did not ask to remember it on this computer.
+_last_used = None
+
+
+def last_connection():
+    """What Train/Track remotely should pre-fill: this session's last connection, else the
+    remembered one (``client.credentials.RememberedConnection``), else ``None``."""
+    if _last_used is not None:
+        return _last_used
+    if not load_saved().remember:
         return None
+    from sleap_rtc_plugin.client import credentials
+
+    conn = credentials.recall()
+    return conn if (conn.session_string or conn.room_id) else None
+
+
+def use_connection(conn, *, remember: bool) -> None:
+    """Share ``conn`` with the other dialog; keep it on this computer only when asked."""
+    global _last_used
+    from sleap_rtc_plugin.client import credentials
+
+    _last_used = conn
+    save_connection(SavedConnection(server_url=conn.server_url, room_id=conn.room_id, remember=remember))
+    if remember:
+        credentials.remember(conn)
+    else:
+        credentials.forget()

@@ -20,14 +20,10 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import TYPE_CHECKING
-
 from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, PeerError
 from .errors import AuthError
 from .fastpath import parse_features, software_string
-
-if TYPE_CHECKING:
-    from .link import PeerLink
+from .ports import AuthPort
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +40,14 @@ def proof(secret: bytes, *, prover: str, nonce: bytes, worker_fingerprint: str, 
     return hmac.new(secret, data, hashlib.sha256).hexdigest()
 
 
-def _fingerprints(link: "PeerLink") -> tuple[str, str]:
+def _fingerprints(link: AuthPort) -> tuple[str, str]:
     if link.role == "worker":
         return link.local_fingerprint, link.remote_fingerprint
     return link.remote_fingerprint, link.local_fingerprint
 
 
-async def _expect(link: "PeerLink", cls: type, timeout: float):
-    msg = await link._next_auth_frame(timeout)
+async def _expect(link: AuthPort, cls: type, timeout: float):
+    msg = await link.next_auth_frame(timeout)
     if isinstance(msg, PeerError):
         raise AuthError(msg.code, f"peer refused authentication: {msg.message}")
     if not isinstance(msg, cls):
@@ -66,16 +62,16 @@ def _warn_legacy(text: str) -> None:
         log.warning(text)
 
 
-async def _challenge(link: "PeerLink", secret: bytes, prover: str, timeout: float) -> bool:
+async def _challenge(link: AuthPort, secret: bytes, prover: str, timeout: float) -> bool:
     nonce = secrets.token_bytes(32)
-    link._send(AuthChallenge(nonce=nonce.hex()))
+    link.send(AuthChallenge(nonce=nonce.hex()))
     response = await _expect(link, AuthResponse, timeout)
     worker_fp, client_fp = _fingerprints(link)
     expected = proof(secret, prover=prover, nonce=nonce, worker_fingerprint=worker_fp, client_fingerprint=client_fp)
     return hmac.compare_digest(expected.encode(), response.mac.encode()[:128])
 
 
-async def _respond(link: "PeerLink", secret: bytes, prover: str, timeout: float) -> None:
+async def _respond(link: AuthPort, secret: bytes, prover: str, timeout: float) -> None:
     challenge = await _expect(link, AuthChallenge, timeout)
     try:
         nonce = bytes.fromhex(challenge.nonce)
@@ -84,20 +80,19 @@ async def _respond(link: "PeerLink", secret: bytes, prover: str, timeout: float)
     if len(nonce) < 16:
         raise AuthError("protocol", "authentication challenge nonce is too short")
     worker_fp, client_fp = _fingerprints(link)
-    link._send(AuthResponse(mac=proof(secret, prover=prover, nonce=nonce, worker_fingerprint=worker_fp, client_fingerprint=client_fp)))
+    link.send(AuthResponse(mac=proof(secret, prover=prover, nonce=nonce, worker_fingerprint=worker_fp, client_fingerprint=client_fp)))
 
 
-def _hello(link: "PeerLink", secret: bytes | None) -> Hello:
+def _hello(link: AuthPort, secret: bytes | None) -> Hello:
     return Hello(role=link.role, peer_id=link.peer_id, auth_required=secret is not None, software=software_string(link.local_features()))
 
 
-def _note_hello(link: "PeerLink", hello: Hello) -> None:
-    link.remote_peer_id = hello.peer_id
-    link.remote_features = parse_features(hello.software)
+def _note_hello(link: AuthPort, hello: Hello) -> None:
+    link.note_remote(hello.peer_id, parse_features(hello.software))
 
 
-async def run_worker(link: "PeerLink", secret: bytes | None, timeout: float) -> str:
-    link._send(_hello(link, secret))
+async def run_worker(link: AuthPort, secret: bytes | None, timeout: float) -> str:
+    link.send(_hello(link, secret))
     hello = await _expect(link, Hello, timeout)
     if hello.role != "client":
         raise AuthError("protocol", f"expected a client on this link, got a {hello.role}")
@@ -106,10 +101,10 @@ async def run_worker(link: "PeerLink", secret: bytes | None, timeout: float) -> 
         _warn_legacy("no room secret configured: accepting clients without authentication (legacy mode); create one with `sleap-rtc room create-secret`")
         return "legacy"
     if not hello.auth_required:
-        link._send(AuthResult(ok=False, reason=MISSING_SECRET))
+        link.send(AuthResult(ok=False, reason=MISSING_SECRET))
         raise AuthError("missing_secret", f"client {hello.peer_id!r} did not present the room secret; refused")
     ok = await _challenge(link, secret, "client", timeout)
-    link._send(AuthResult(ok=ok, reason="" if ok else WRONG_SECRET))
+    link.send(AuthResult(ok=ok, reason="" if ok else WRONG_SECRET))
     if not ok:
         raise AuthError("bad_secret", f"client {hello.peer_id!r} failed the room-secret challenge; refused")
     await _respond(link, secret, "worker", timeout)
@@ -119,8 +114,8 @@ async def run_worker(link: "PeerLink", secret: bytes | None, timeout: float) -> 
     return "psk"
 
 
-async def run_client(link: "PeerLink", secret: bytes | None, require: bool, timeout: float) -> str:
-    link._send(_hello(link, secret))
+async def run_client(link: AuthPort, secret: bytes | None, require: bool, timeout: float) -> str:
+    link.send(_hello(link, secret))
     hello = await _expect(link, Hello, timeout)
     if hello.role != "worker":
         raise AuthError("protocol", f"expected a worker on this link, got a {hello.role}")
@@ -138,7 +133,7 @@ async def run_client(link: "PeerLink", secret: bytes | None, require: bool, time
     if not result.ok:
         raise AuthError("bad_secret", result.reason or WRONG_SECRET)
     ok = await _challenge(link, secret, "worker", timeout)
-    link._send(AuthResult(ok=ok, reason="" if ok else "worker failed the room-secret challenge"))
+    link.send(AuthResult(ok=ok, reason="" if ok else "worker failed the room-secret challenge"))
     if not ok:
         raise AuthError("worker_failed", "the worker could not prove the room secret on this connection (a relay in the middle, or a misconfigured worker); aborted")
     return "psk"

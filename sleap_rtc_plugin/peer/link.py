@@ -34,6 +34,7 @@ from . import auth
 from .errors import AuthError, LinkClosedError
 from .fastpath import SCTP, FastPaths
 from .transfer import DEFAULT_CACHE_MAX_BYTES, DEFAULT_MAX_SIZE, FileReceiver, Progress, ReceivedFile, SentFile, Transfers
+from .transfer_core import CHUNK_SIZE
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,46 @@ MAX_PREAUTH_FRAMES = 32
 
 _AUTH_TYPES = (Hello, AuthChallenge, AuthResponse, AuthResult)
 _CLOSED = object()
+
+
+class LinkPort:
+    """The link as :mod:`.auth` and the transfer engine see it (:class:`.ports.AuthPort`, :class:`.ports.TransferPort`)."""
+
+    def __init__(self, link: "PeerLink") -> None:
+        self._link = link
+
+    role = property(lambda self: self._link.role)
+    peer_id = property(lambda self: self._link.peer_id)
+    local_fingerprint = property(lambda self: self._link.local_fingerprint)
+    remote_fingerprint = property(lambda self: self._link.remote_fingerprint)
+    fastpaths = property(lambda self: self._link.fastpaths)
+    remote_features = property(lambda self: self._link.remote_features)
+
+    def send(self, msg: Message) -> None:
+        self._link._send(msg)
+
+    def reply_error(self, code: str, message: str) -> None:
+        self._link._reply_error(code, message)
+
+    def local_features(self) -> set[str]:
+        return self._link.local_features()
+
+    async def next_auth_frame(self, timeout: float) -> Message:
+        return await self._link._next_auth_frame(timeout)
+
+    def note_remote(self, peer_id: str, features: set[str]) -> None:
+        self._link.remote_peer_id = peer_id
+        self._link.remote_features = features
+
+    async def send_bytes(self, frame: bytes) -> None:
+        await self._link.transport.send_bytes(frame)
+
+    def chunk_payload(self, header: int, default: int = CHUNK_SIZE) -> int:
+        transport = self._link.transport
+        return transport.chunk_payload(header, default) if hasattr(transport, "chunk_payload") else default
+
+    def ice_pair(self) -> Any:
+        return getattr(self._link.transport, "pc", None)
 
 
 class PeerLink:
@@ -89,7 +130,8 @@ class PeerLink:
         self._auth_running = False
         self._auth_done = asyncio.Event()
         self._pending_receiver: dict | None = None
-        self.transfers = Transfers(self)
+        self.port = LinkPort(self)
+        self.transfers = Transfers(self.port)
         transport.start(self._on_frame, self._on_transport_close)
         self._pump_task = asyncio.ensure_future(self._pump())
         self._keepalive_task = asyncio.ensure_future(self._keepalive())
@@ -250,9 +292,9 @@ class PeerLink:
         self._auth_running = True
         try:
             if self.role == "worker":
-                mode = await auth.run_worker(self, secret, timeout)
+                mode = await auth.run_worker(self.port, secret, timeout)
             else:
-                mode = await auth.run_client(self, secret, require, timeout)
+                mode = await auth.run_client(self.port, secret, require, timeout)
             self._open_receiver()
         except AuthError as exc:
             self._end_auth()

@@ -42,9 +42,11 @@ class SessionString:
     @classmethod
     def decode(cls, text: str) -> "SessionString":
         text = text.strip()
-        if not text.startswith(PREFIX):
-            raise ProtocolError("bad_session_string", f"a session string starts with {PREFIX!r}; copy the whole line the worker printed")
-        body = text[len(PREFIX):]
+        found = text.find(PREFIX)  # a whole pasted banner line ("Session string: sleap-session:…") is fine
+        if found < 0:
+            raise ProtocolError("bad_session_string", f"no {PREFIX!r} in what was pasted; copy the session string from the worker's output again")
+        body = text[found + len(PREFIX):].split()[0] if text[found + len(PREFIX):].strip() else ""
+        body = body.strip("'\"`<>()[],;.")
         try:
             data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         except (binascii.Error, ValueError):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
+from ..config import default
 from .paths import DEFAULT_NAME, ServicePaths, root_from_env
 from .runner import RecordingRunner, Runner, SystemRunner
 from .status import (
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, help_text)
         p.add_argument("--gpus", help="comma-separated GPU indices: one template-unit instance per GPU (system only)")
         p.add_argument("--run-as", metavar="USER", help="system service account (default: a transient DynamicUser)")
-        p.add_argument("--status-port", type=int, default=8766, help="status endpoint port (first GPU; +1 per further GPU)")
+        p.add_argument("--status-port", type=int, default=default("worker.status_port"), help="status endpoint port (first GPU; +1 per further GPU)")
         p.add_argument("--watchdog-sec", type=int, default=120, help="restart a worker cut off from the coordinator this long")
         p.add_argument("--timeout-stop-sec", type=int, default=300, help="time a running job gets to stop cleanly")
         p.add_argument("--winsw", type=Path, help="Windows: path to WinSW-x64.exe (or set SLEAP_RTC_WINSW)")
@@ -130,7 +131,7 @@ def _scope(args: argparse.Namespace, root: Path | None) -> str:
 
 def make_manager(args: argparse.Namespace, runner: Runner, root: Path | None) -> SystemdManager | WindowsServiceManager:
     python = args.python or os.path.abspath(sys.executable)
-    port = getattr(args, "status_port", 8766)
+    port = getattr(args, "status_port", default("worker.status_port"))
     if _platform(args) == "windows":
         wpaths = WindowsPaths.default(args.name, root)
         return WindowsServiceManager(wpaths, runner, python=python, winsw=getattr(args, "winsw", None), config=args.config, status_port=port)
@@ -192,8 +193,9 @@ def _status(args: argparse.Namespace, manager: SystemdManager | WindowsServiceMa
         endpoint, worker = fetch_worker_status(port)
         statuses.append(evaluate(view, endpoint, worker))
     scope = getattr(getattr(manager, "paths", None), "scope", "windows")
-    if getattr(manager, "note", None):
-        print(f"sleap-rtc-service: {manager.note}", file=sys.stderr)
+    note = getattr(manager, "note", None)
+    if note:
+        print(f"sleap-rtc-service: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(to_json(statuses, scope), indent=2, default=str))
     else:
@@ -229,7 +231,7 @@ def render_examples(dest: Path) -> list[Path]:
         "systemd/sleap-rtc-worker@.service": units.render_template_unit(system, Path("/etc/sleap-rtc/worker-%i.env")),
         "systemd/user/sleap-rtc-worker.service": units.render_user_unit(user),
         "env/worker.env": units.render_env_file(),
-        "env/worker-0.env": units.render_instance_env("sleap-rtc-worker@0.service", 8766),
+        "env/worker-0.env": units.render_instance_env("sleap-rtc-worker@0.service", default("worker.status_port")),
         "env/config.toml": units.render_config(Path("/etc/sleap-rtc/config.toml"), Path("/etc/sleap-rtc/worker.env")),
         "windows/sleap-rtc-worker.xml": units.render_winsw_xml(
             service_id=DEFAULT_NAME,

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import default as setting_default
+
 SCHEMA_VERSION = 1
 EXIT_OK, EXIT_ERROR, EXIT_DEGRADED, EXIT_STOPPED, EXIT_NOT_INSTALLED = 0, 1, 2, 3, 4
 HEALTH_BY_CODE = {0: "running", 1: "error", 2: "degraded", 3: "stopped", 4: "not-installed"}
@@ -83,8 +85,8 @@ class UnitStatus:
     problems: list[str] = field(default_factory=list)
 
 
-def resolve_status_port(config: Path | None, env: dict[str, str], default: int = 8766) -> int:
-    """The port the service's worker listens on: its env files, then its config, then 8766.
+def resolve_status_port(config: Path | None, env: dict[str, str], default: int = setting_default("worker.status_port")) -> int:
+    """The port the service's worker listens on: its env files, then its config, then the ``worker.status_port`` default.
 
     Only the service's own files count (never this shell's environment): the worker sees
     exactly those. An unreadable or broken config falls back to the default.
@@ -198,7 +200,7 @@ def _job(job: Any) -> str:
 def _gpus(gpus: Any) -> str:
     if not isinstance(gpus, list) or not gpus:
         return "none (CPU)"
-    names = []
+    names: list[str] = []
     for gpu in gpus:
         if isinstance(gpu, dict):
             name = gpu.get("name", "?")

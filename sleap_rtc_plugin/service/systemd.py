@@ -16,6 +16,7 @@ from typing import Literal
 
 import platformdirs
 
+from ..config import default
 from . import units
 from .envfile import EnvFileError, read_env, write_private
 from .paths import APP, ServicePaths
@@ -25,7 +26,7 @@ from .status import OsView, resolve_status_port
 log = logging.getLogger(__name__)
 
 Policy = Literal["managed", "keep"]
-DEFAULT_STATUS_PORT = 8766
+DEFAULT_STATUS_PORT: int = default("worker.status_port")
 
 
 class InstallError(Exception):

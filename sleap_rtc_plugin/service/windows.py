@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..config import default
 from . import units
 from .envfile import read_env, write_private
 from .paths import DEFAULT_NAME, check_name
@@ -74,7 +75,7 @@ class WindowsPaths:
 
 
 class WindowsServiceManager:
-    def __init__(self, paths: WindowsPaths, runner: Runner, *, python: str, winsw: Path | None = None, config: Path | None = None, status_port: int = 8766):
+    def __init__(self, paths: WindowsPaths, runner: Runner, *, python: str, winsw: Path | None = None, config: Path | None = None, status_port: int = default("worker.status_port")):
         self.paths = paths
         self.runner = runner
         self.python = python

@@ -7,19 +7,11 @@ import asyncio
 import logging
 import signal
 
+from ..config import default
 from ..errors import UserError
+from ..util.labels_arg import parse_labels
 
 log = logging.getLogger(__name__)
-
-
-def parse_labels(items: list[str] | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--label {item!r} must look like key=value (e.g. --label gpu=a100)")
-        labels[key.strip()] = value.strip()
-    return labels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conn.add_argument("--insecure-no-secret", action="store_true", default=None,
                       help="join an existing room without a room secret (legacy mode: anyone with the room token may use this worker)")
     conn.add_argument("--host", metavar="ADDR", help="address an embedded coordinator binds (default 127.0.0.1)")
-    conn.add_argument("--port", type=int, metavar="PORT", help="port an embedded coordinator binds (default 8765)")
+    conn.add_argument("--port", type=int, metavar="PORT", help=f"port an embedded coordinator binds (default {default('server.port')})")
     me = parser.add_argument_group("this worker")
     me.add_argument("--name", metavar="NAME", help="display name (default: hostname)")
     me.add_argument("--label", action="append", metavar="KEY=VALUE", help="label for discovery filters; repeatable")
     me.add_argument("--data-dir", metavar="DIR", help="jobs, outbox and transfer cache (default: user data dir)")
-    me.add_argument("--status-port", type=int, metavar="PORT", help="loopback status endpoint port (default 8766; 0 = any free port)")
+    me.add_argument("--status-port", type=int, metavar="PORT", help=f"loopback status endpoint port (default {default('worker.status_port')}; 0 = any free port)")
+    me.add_argument("--executor", choices=("local", "slurm"), help="where jobs run: local child processes (default), or one sbatch job each "
+                    "on a Slurm cluster, with [worker.slurm] settings (docs/hpc.md)")
     me.add_argument("--checkpoint-interval", type=float, metavar="S", help="seconds between checkpoint relays to the client of a queued training job (default 60; 0 = off)")
 
 
@@ -55,10 +49,11 @@ async def run(args: argparse.Namespace) -> int:
         worker__status_port=args.status_port,
         worker__checkpoint_interval=getattr(args, "checkpoint_interval", None),
         worker__insecure_no_secret=getattr(args, "insecure_no_secret", None),
+        worker__executor=getattr(args, "executor", None),
     )
     labels = {**settings["worker.labels"], **parse_labels(args.label)}
     options = WorkerOptions.from_settings(settings, labels=labels, room_secret=args.room_secret)
-    worker = Worker(options)
+    worker = Worker(options, **_probe(options))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -80,6 +75,15 @@ async def run(args: argparse.Namespace) -> int:
         log.info("shutting down (a running job is stopped cleanly first)")
         await worker.stop()
     return 0
+
+
+def _probe(options) -> dict:
+    """A Slurm worker advertises the cluster's GPUs (sinfo), not the login node's."""
+    if options.executor_factory is None:
+        return {}
+    from .slurm.capacity import probe_for
+
+    return {"probe": probe_for(options.executor_factory.opts)}
 
 
 def _start_error(exc: OSError, options) -> str:

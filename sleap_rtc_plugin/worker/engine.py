@@ -21,6 +21,7 @@ from .package import JobSpec, PackageError, open_package
 from .private import private_dir
 from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob
 from .unpack import Limits
+from .slurm.adopt import JOB_RECORD, write_job_record
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,13 @@ class JobEngine:
 
     def __init__(self, job_id: str, package_path: Path, job_dir: Path, *, kind: str, options: dict[str, Any] | None = None, cancel_grace: float = 10.0,
                  overrides: list[str] | None = None, model_overrides: dict[str, list[str]] | None = None,
-                 inputs: dict[str, Path] | None = None, max_unpacked_bytes: int | None = None):
-        """``overrides``/``model_overrides`` are extra sleap-nn Hydra overrides for training
+                 inputs: dict[str, Path] | None = None, max_unpacked_bytes: int | None = None,
+                 executor_factory: Callable[..., Any] | None = None, adopt_meta: dict[str, Any] | None = None):
+        """``executor_factory``: where sleap-nn runs (None: a child process here; the Slurm
+        executor's factory: one sbatch job per command, job dirs under its staging dir).
+        ``adopt_meta``: who the job is for (client, owner hash), kept beside a Slurm job so a
+        restarted worker can take it back (:mod:`.slurm.adopt`).
+        ``overrides``/``model_overrides`` are extra sleap-nn Hydra overrides for training
         (all models / one model by head): queued jobs add ``save_last`` and resume paths.
         ``inputs``: files sent beside the package (videos), placed at ``inputs/<name>``.
         ``max_unpacked_bytes``: the package's unpack cap (``worker.max_unpacked_mb``)."""
@@ -71,7 +77,11 @@ class JobEngine:
         self.package_path = Path(package_path)
         self.inputs = dict(inputs or {})
         self.limits = Limits(max_total_bytes=max_unpacked_bytes) if max_unpacked_bytes else Limits()
-        self.job_dir = Path(job_dir)
+        self.executor_factory = executor_factory
+        self.adopt_meta = dict(adopt_meta or {})
+        self._executor: Any = None
+        staging = getattr(executor_factory, "staging_dir", None)
+        self.job_dir = Path(staging) / Path(job_dir).name if staging else Path(job_dir)
         self.kind = kind
         self.options = dict(options or {})
         self.cancel_grace = cancel_grace
@@ -138,17 +148,34 @@ class JobEngine:
         assert self.spec is not None, "prepare() first"
         if self._cancel_requested:
             raise JobFailedError("cancelled before it started", cancelled=True)
+        executor = None
+        if self.executor_factory is not None:
+            gpus = self.options.get("gpu_count")
+            executor = self._executor = self.executor_factory(self.job_id, self.job_dir, gpus=gpus if isinstance(gpus, int) and 0 <= gpus <= 64 else None)
+            if self.adopt_meta:
+                await asyncio.to_thread(write_job_record, self)
         if self.kind == "train":
-            self._job = TrainingJob(self.job_id, self.spec, on_event=on_event, output_dir=self.output_dir,
+            self._job = TrainingJob(self.job_id, self.spec, on_event=on_event, output_dir=self.output_dir, executor=executor,
                                     overrides=self.overrides, model_overrides=self.model_overrides, finish_from=self.finish_from)
         else:
-            self._job = InferenceJob(self.job_id, self.spec, on_event=on_event, output_dir=self.job_dir / "predictions")
+            self._job = InferenceJob(self.job_id, self.spec, on_event=on_event, output_dir=self.job_dir / "predictions", executor=executor)
+        if executor is not None:
+            executor.on_status = self._job._emit
         try:
             result = await self._job.run()
+            await self._forget_record()
         except JobCancelled as exc:
+            if executor is not None and executor.detached:
+                raise JobFailedError("the worker stopped following its Slurm job, which keeps running; a restarted worker adopts it",
+                                     own_error=False, code="detached") from None
+            if executor is not None:  # nothing of a cancelled job is kept on the cluster's shared filesystem
+                await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
             raise JobFailedError(str(exc) or "cancelled", cancelled=True) from None
         except JobFailed as exc:
             tail = " | ".join(line for line in exc.tail[-3:] if line.strip())
+            await self._forget_record()
+            if exc.infra:
+                raise JobFailedError(f"{exc}" + (f" — last output: {tail}" if tail else ""), own_error=False, code="infrastructure") from None
             if out_of_space(exc):
                 raise JobFailedError(f"worker disk is full: {exc}" + (f" — last output: {tail}" if tail else ""),
                                      own_error=False, code="disk_full") from None
@@ -160,6 +187,24 @@ class JobEngine:
         if self.kind == "train":
             return JobOutput(run_dirs=list(result.run_dirs))
         return JobOutput(files=list(result.predictions))
+
+    @property
+    def outlives_worker(self) -> bool:
+        """Its sleap-nn runs under a scheduler (Slurm), not as this worker's child."""
+        return self.executor_factory is not None
+
+    async def detach(self) -> None:
+        """The worker is going away but the Slurm job is not: stop following it, keep its
+        record so the next worker start adopts it (:mod:`.slurm.adopt`)."""
+        if self._executor is not None:
+            self._executor.detached = True
+        if self._job is not None:
+            await self._job.cancel(0)
+
+    async def _forget_record(self) -> None:
+        """Over (or cancelled): nothing for a restarted worker to adopt. A detached job keeps it."""
+        if self._executor is not None and not getattr(self._executor, "detached", False):
+            await asyncio.to_thread(lambda: (self.job_dir / "slurm" / JOB_RECORD).unlink(missing_ok=True))
 
     async def stop_early(self) -> None:
         if isinstance(self._job, TrainingJob):

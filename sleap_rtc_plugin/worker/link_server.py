@@ -8,7 +8,8 @@ honest clients), the whole way from offer to authenticated link is bounded by
 ``preauth_timeout`` seconds (a link caps pre-auth frames itself; see
 :class:`~..peer.link.PeerLink`), and only a few such links may be in setup at once
 (per client and in all), so a flood of offers cannot pile up peer connections. Only then does the worker reserve itself for a new
-job, create the job's incoming folder and hand the link to :meth:`Worker._serve`.
+job, create the job's incoming folder and hand the link to :func:`serve`, the loop
+that decodes each message of an authenticated link and hands it to the job's session.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..peer.connection import accept
-from ..peer.errors import AuthError
+from ..peer.errors import AuthError, PeerLinkError
 from ..protocol.base import ProtocolError
 from ..protocol.coordinator import Relay
 from ..protocol.names import child_path
 from ..protocol.offer import PeerOffer, decode_offer
-from ..protocol.peer import PeerError
+from ..protocol.peer import Attach, Control, JobStatus, JobSubmit, PeerError, ResultAck, ResultReleased
+from ..protocol.queue import CheckpointNotice
 from ..util.ratelimited_log import collapse_repeats
+from .job_session import drop_job_files, send_results
+from .owners import OWNER_KEY, not_owner, owner_matches
+from .queue_attempt import receive_resume
 from .state import Status, WorkerBusy
+from .submission import submit
 
 if TYPE_CHECKING:
     from ..peer.link import PeerLink
@@ -55,15 +61,15 @@ async def reject(worker: "Worker", client: str, code: str, message: str) -> None
 async def _precheck(worker: "Worker", client: str, offer: PeerOffer) -> bool:
     """Answers that need no link: wrong dispatch, busy, unknown job. Changes nothing."""
     job_id = offer.job_id
-    dispatch = worker._dispatches.get(job_id) if offer.intent == "submit" else None
+    dispatch = worker.attempt_for(job_id) if offer.intent == "submit" else None
     if dispatch is not None:
-        if dispatch.client_id != client or worker._reservation != (client, job_id):
+        if dispatch.client_id != client or not worker.reserved_for(client, job_id):
             await reject(worker, client, "not_dispatched", f"job {job_id} was dispatched to worker {worker.name} for another client")
             return False
     elif offer.intent == "submit" and worker.state.status is not Status.AVAILABLE:
         await reject(worker, client, "busy", worker.state.busy_message())
         return False
-    elif offer.intent == "attach" and job_id not in worker.jobs and await asyncio.to_thread(worker.outbox.get, job_id) is None:
+    elif offer.intent == "attach" and job_id not in worker.sessions and await worker.outbox.aget(job_id) is None:
         await reject(worker, client, "unknown_job", f"worker {worker.name} has no job {job_id} (results already fetched, or it ran elsewhere)")
         return False
     return True
@@ -114,7 +120,7 @@ async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) 
     except ProtocolError as exc:
         await reject(worker, client, exc.code, exc.message)
         return
-    dispatch = worker._dispatches.get(job_id) if intent == "submit" else None
+    dispatch = worker.attempt_for(job_id) if intent == "submit" else None
     budget = worker.options.preauth_timeout
     deadline = asyncio.get_running_loop().time() + budget
     link_task = None
@@ -130,9 +136,9 @@ async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) 
         if link_task is not None and not link_task.done():
             link_task.cancel()
         if dispatch is not None:
-            await worker._abandon_dispatch(dispatch, f"peer connection with client {client} failed: {exc}")
+            await dispatch.abandon(f"peer connection with client {client} failed: {exc}")
         return
-    worker._links.add(link)
+    worker.links.add(link)
     reserved = dispatch is not None
     try:
         authenticated = await _authenticate(worker, link, client, incoming, deadline)
@@ -141,21 +147,20 @@ async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) 
             return
         if dispatch is None and intent == "submit":
             try:
-                worker.state.reserve(client)
+                worker.reserve(client, job_id)
             except WorkerBusy as exc:
                 await link.send(PeerError(code="busy", message=str(exc), job_id=job_id))
                 return
-            worker._reservation = (client, job_id)
             reserved = True
-        await worker._serve(link, client, intent, job_id, incoming)
+        await serve(worker, link, client)
     finally:
-        worker._links.discard(link)
-        if reserved and worker._reservation == (client, job_id):
+        worker.links.discard(link)
+        if reserved and worker.reserved_for(client, job_id):
             log.info("client %s left before submitting job %s; available again", client, job_id)
-            if dispatch is not None and worker._dispatches.get(job_id) is dispatch:
-                await worker._abandon_dispatch(dispatch, f"client {client} left before submitting the job")
+            if dispatch is not None and worker.attempt_for(job_id) is dispatch:
+                await dispatch.abandon(f"client {client} left before submitting the job")
             else:
-                worker._release(client, job_id)
+                worker.release(client, job_id)
         if not link.closed.is_set():
             await link.close("session over")
 
@@ -181,4 +186,84 @@ async def _authenticate(worker: "Worker", link: "PeerLink", client: str, incomin
     return True
 
 
-__all__ = ["DEFAULT_PREAUTH_TIMEOUT", "handle_offer", "reject"]
+# -- one authenticated link ---------------------------------------------------------
+async def serve(worker: "Worker", link: "PeerLink", client: str) -> None:
+    while not link.closed.is_set():
+        try:
+            msg = await link.recv()
+        except PeerLinkError:
+            break
+        if isinstance(msg, JobSubmit):
+            await submit(worker, link, client, msg)
+        elif isinstance(msg, Attach):
+            await _attach(worker, link, msg)
+        elif isinstance(msg, Control):
+            await _control(worker, link, msg)
+        elif isinstance(msg, CheckpointNotice):
+            await receive_resume(worker, link, client, msg)
+        elif isinstance(msg, ResultAck):
+            await _ack(worker, link, client, msg)
+    for session in worker.sessions.values():
+        session.followers.discard(link)
+
+
+async def _owner_of(worker: "Worker", job_id: str) -> tuple[bool, str | None]:
+    """(known, owner hash) of a job, running or parked in the outbox (which outlives a restart)."""
+    session = worker.sessions.get(job_id)
+    if session is not None:
+        return True, session.owner_sha256
+    entry = await worker.outbox.aget(job_id)
+    if entry is not None:
+        return True, entry.metadata.get(OWNER_KEY)
+    return False, None
+
+
+async def _attach(worker: "Worker", link: "PeerLink", msg: Attach) -> None:
+    job_id = msg.job_id
+    known, owner = await _owner_of(worker, job_id)
+    if known and not owner_matches(owner, msg.owner):
+        log.warning("refused an attach to job %s: wrong owner credential", job_id)
+        await link.send(not_owner(job_id, "attach to"))
+        return
+    session = worker.sessions.get(job_id)
+    if session is not None and session.live:
+        await session.attach(link)
+        return
+    if await worker.outbox.aget(job_id) is not None:
+        await link.send(JobStatus(job_id=job_id, state="succeeded", message="job finished earlier; sending results"))
+        worker.spawn(send_results(worker, link, job_id))
+        return
+    await link.send(PeerError(code="unknown_job", message=f"worker {worker.name} has no job {job_id}", job_id=job_id))
+
+
+async def _control(worker: "Worker", link: "PeerLink", msg: Control) -> None:
+    session = worker.sessions.get(msg.job_id)
+    if session is None or session.engine is None or not session.live:
+        await link.send(PeerError(code="unknown_job", message=f"no running job {msg.job_id} on this worker", job_id=msg.job_id))
+        return
+    if not owner_matches(session.owner_sha256, msg.owner):
+        log.warning("refused a %s of job %s: wrong owner credential", msg.command, msg.job_id)
+        await link.send(not_owner(msg.job_id, msg.command))
+        return
+    await session.control(link, msg.command)
+
+
+async def _ack(worker: "Worker", link: "PeerLink", client: str, msg: ResultAck) -> None:
+    """Drop the outbox copy, only for the job's owner: an ack deletes hours of GPU work."""
+    known, owner = await _owner_of(worker, msg.job_id)
+    if known and not owner_matches(owner, msg.owner):
+        log.warning("refused a result_ack of job %s from %s: wrong owner credential", msg.job_id, client)
+        await link.send(not_owner(msg.job_id, "acknowledge (and so delete) the results of"))
+        return
+    if await worker.outbox.aget(msg.job_id) is not None:
+        session = worker.sessions.get(msg.job_id)
+        if session is not None:
+            await session.acknowledge()
+            worker.forget(session)
+        else:
+            await drop_job_files(worker, msg.job_id)
+        log.info("job %s: results acknowledged by %s; outbox entry removed", msg.job_id, client)
+    await link.send(ResultReleased(job_id=msg.job_id))
+
+
+__all__ = ["DEFAULT_PREAUTH_TIMEOUT", "handle_offer", "reject", "serve"]

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..peer.transfer import sha256_file
+from ..util.hashing import sha256_file
 from .private import private_dir, private_tree
 
 logger = logging.getLogger(__name__)

@@ -34,17 +34,7 @@ from ..protocol.peer import INPUTS_DIR, plain_file_name
 from .refusals import PackageError
 from .sleapnn_args import check_device, check_extra_args, check_training_config, safe_run_name
 from .unpack import Limits, check_entry_name, check_zip, extract
-
-
-#: Training order of heads: a top-down pipeline trains its centroid model first.
-HEAD_ORDER = {
-    "centroid": 0,
-    "single_instance": 1,
-    "bottomup": 1,
-    "multi_class_bottomup": 1,
-    "centered_instance": 2,
-    "multi_class_topdown": 2,
-}
+from ..jobspec.heads import HEAD_ORDER, head_of
 
 
 @dataclass
@@ -94,21 +84,6 @@ def _load_yaml(path: Path, what: str) -> Any:
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PackageError(f"cannot read {what} {path.name}: {first}") from None
-
-
-def head_of(config: Any, name: str) -> str:
-    """The single head type a sleap-nn config trains, e.g. ``centroid``."""
-    heads = None
-    if isinstance(config, dict):
-        heads = (config.get("model_config") or {}).get("head_configs")
-    if not isinstance(heads, dict):
-        raise PackageError(f"config {name} has no model_config.head_configs; is it a sleap-nn training config?")
-    active = [k for k, v in heads.items() if v is not None]
-    if len(active) != 1:
-        raise PackageError(f"config {name} must set exactly one head in model_config.head_configs, found {active or 'none'}")
-    if active[0] not in HEAD_ORDER:
-        raise PackageError(f"config {name}: unknown head type {str(active[0])[:40]!r}; expected one of {', '.join(sorted(HEAD_ORDER))}")
-    return active[0]
 
 
 def _inside(root: Path, rel: Any, what: str) -> Path:

@@ -38,7 +38,7 @@ def private_dir(path: str | Path, *subdirs: str) -> Path:
 
 def private_tree(root: str | Path) -> None:
     """Make every folder under ``root`` 0700 and every file 0600 (symlinks are left alone)."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, DIR_MODE)
         for name in filenames:
             p = os.path.join(dirpath, name)

@@ -9,10 +9,9 @@ SUB socket (sleap-nn's ``publish_port``) and a PUB socket (its
 ``controller_port``) on 127.0.0.1 ports the OS picks, and sleap-nn connects to
 both. Stop Early is ``{"command": "stop"}`` on the controller socket.
 
-Every process starts in its own session (process group) so cancel can signal
-the whole tree: SIGTERM, a grace period, then SIGKILL. The interpreter runs
-with ``-P`` / ``PYTHONSAFEPATH`` so a file in the job dir (which came from a
-remote client) can never shadow a module such as ``torch``.
+Where the process runs is an :class:`~.executor.Executor`'s business (a local child
+process, or a Slurm job). The interpreter runs with ``-P`` / ``PYTHONSAFEPATH`` so a
+file in the job dir (which came from a remote client) can never shadow ``torch``.
 
 Events are plain dicts handed to ``on_event`` as they happen:
 
@@ -27,42 +26,28 @@ Events are plain dicts handed to ``on_event`` as they happen:
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
-import os
 import re
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from sleap_rtc_plugin.protocol.names import is_plain_file_name
 from sleap_rtc_plugin.worker.package import InferenceSpec, JobSpec, ModelSpec
 from sleap_rtc_plugin.worker.finish import complete_run_dir
 from sleap_rtc_plugin.worker.refusals import PackageError
+from sleap_rtc_plugin.worker.child_env import sleap_nn_argv
+from sleap_rtc_plugin.worker.executor import Executor
+from sleap_rtc_plugin.worker.jobproc import EventCallback, JobCancelled, JobFailed, _Job
+
+__all__ = ["EventCallback", "InferenceJob", "InferenceResult", "JobCancelled", "JobFailed", "TrainingJob", "TrainingResult", "hydra_value"]
 from sleap_rtc_plugin.worker.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges, inside
 
 logger = logging.getLogger(__name__)
 
-EventCallback = Callable[[dict], Any]
-
 _CKPT_DIR_LINE = re.compile(r"Setting up model ckpt dir: `(.+)`")
-_TAIL_LINES = 40
-
-
-class JobFailed(RuntimeError):
-    """sleap-nn exited non-zero (or produced nothing); ``tail`` has its last stderr lines."""
-
-    def __init__(self, message: str, tail: Sequence[str] = ()):
-        super().__init__(message)
-        self.tail = list(tail)
-
-
-class JobCancelled(JobFailed):
-    """The job was cancelled and its process group is gone."""
 
 
 @dataclass
@@ -102,184 +87,6 @@ def checked_paths(root: Path, what: str, *paths: Path | str) -> None:
         raise JobFailed(str(exc)) from None
 
 
-def sleap_nn_argv(python: str, *args: str) -> list[str]:
-    """``python -P -m sleap_nn.cli ARGS`` reached through :mod:`.orphan_guard`, which
-    ties sleap-nn's life to this worker's and then execs exactly that command. The
-    module form works in any venv layout and keeps ``__main__.__spec__`` set, which
-    sleap-nn needs for multi-GPU respawn."""
-    return [python, "-P", "-m", "sleap_rtc_plugin.worker.orphan_guard", str(os.getpid()), *args]
-
-
-def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "PYTHONSAFEPATH": "1",
-            "PYTHONUNBUFFERED": "1",
-            "NO_COLOR": "1",
-            "TERM": "dumb",
-            "WANDB_MODE": env.get("WANDB_MODE", "disabled"),
-        }
-    )
-    if extra:
-        env.update(extra)
-    return env
-
-
-class _Job:
-    """Process handling shared by training and inference."""
-
-    def __init__(
-        self,
-        job_id: str,
-        *,
-        on_event: EventCallback | None = None,
-        python: str | None = None,
-        env: dict[str, str] | None = None,
-        stream_timeout: float = 5.0,
-    ):
-        self.job_id = job_id
-        self._on_event = on_event
-        self._python = python or sys.executable
-        self._env = _child_env(env)
-        self._proc: asyncio.subprocess.Process | None = None
-        self._cancelled = False
-        self._stream_timeout = stream_timeout
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._stdout_tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._done = asyncio.Event()
-        self._done.set()
-
-    @property
-    def pid(self) -> int | None:
-        """Pid (and process-group id) of the running sleap-nn process, if any."""
-        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
-
-    @property
-    def running(self) -> bool:
-        """True while a sleap-nn process of this job exists."""
-        return self._proc is not None and self._proc.returncode is None
-
-    def _emit(self, event: dict) -> None:
-        if self._on_event is None:
-            return
-        try:
-            result = self._on_event(event)
-            if asyncio.iscoroutine(result):
-                asyncio.ensure_future(result)
-        except Exception:
-            logger.exception("job %s: event callback failed", self.job_id)
-
-    async def _pump(self, stream: asyncio.StreamReader, name: str, model: str | None, handle_line) -> None:
-        """Split a pipe into lines on ``\\n`` or ``\\r`` without a line-length limit."""
-        buf = b""
-        while True:
-            chunk = await stream.read(65536)
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = re.split(rb"\r\n|\r|\n", buf)
-            if len(buf) > 1 << 20:
-                lines.append(buf)
-                buf = b""
-            for raw in lines:
-                self._line(raw, name, model, handle_line)
-        if buf:
-            self._line(buf, name, model, handle_line)
-
-    def _line(self, raw: bytes, name: str, model: str | None, handle_line) -> None:
-        line = raw.decode("utf-8", "replace").rstrip()
-        if not line:
-            return
-        (self._stderr_tail if name == "stderr" else self._stdout_tail).append(line)
-        if handle_line is not None and handle_line(line, name):
-            return
-        self._emit({"kind": "log", "stream": name, "line": line, "model": model})
-
-    async def _spawn_and_wait(self, argv: list[str], *, cwd: Path, model: str | None, handle_line=None) -> int:
-        if self._cancelled:
-            raise JobCancelled(f"job {self.job_id} was cancelled")
-        self._stderr_tail.clear()
-        self._stdout_tail.clear()
-        logger.info("job %s: starting %s", self.job_id, " ".join(argv[2:5]))
-        self._done.clear()
-        self._proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=str(cwd),
-            env=self._env,
-            start_new_session=os.name != "nt",
-            **({"umask": 0o077} if os.name != "nt" else {}),  # models and predictions are the lab's data
-        )
-        proc = self._proc
-        logger.info("job %s: sleap-nn pid %d", self.job_id, proc.pid)
-        pumps = [
-            asyncio.create_task(self._pump(proc.stdout, "stdout", model, handle_line)),
-            asyncio.create_task(self._pump(proc.stderr, "stderr", model, handle_line)),
-        ]
-        try:
-            rc = await proc.wait()
-            # A grandchild that inherited the pipes can keep them open; don't hang on it.
-            done, pending = await asyncio.wait(pumps, timeout=self._stream_timeout)
-            for task in pending:
-                task.cancel()
-            logger.info("job %s: sleap-nn pid %d exited with %d", self.job_id, proc.pid, rc)
-            return rc
-        except BaseException:
-            for task in pumps:
-                task.cancel()
-            await asyncio.shield(self._kill_group(grace=2.0))
-            raise
-        finally:
-            self._done.set()
-
-    def _signal_group(self, sig: int) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        try:
-            if os.name == "nt":
-                proc.kill() if sig == getattr(signal, "SIGKILL", None) else proc.terminate()
-            else:
-                os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    async def _kill_group(self, grace: float) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), grace)
-            except asyncio.TimeoutError:
-                logger.warning("job %s: pid %d ignored SIGTERM for %.0fs; sending SIGKILL", self.job_id, proc.pid, grace)
-        # Kill whatever is left of the group (data loader workers, DDP children).
-        self._signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
-        if proc.returncode is None:
-            await proc.wait()
-
-    async def cancel(self, grace: float = 10.0) -> None:
-        """Stop the job now: SIGTERM the process group, wait ``grace`` s, then SIGKILL.
-
-        Returns once the process has exited; ``run()`` then raises :class:`JobCancelled`.
-        """
-        self._cancelled = True
-        logger.info("job %s: cancel requested", self.job_id)
-        await self._kill_group(grace)
-        await self._done.wait()
-
-    def _failure(self, what: str, rc: int) -> JobFailed:
-        tail = list(self._stderr_tail) or list(self._stdout_tail)
-        reason = next((line.strip() for line in reversed(tail) if line.strip()), "no output")
-        if len(reason) > 300:
-            reason = reason[:297] + "..."
-        return JobFailed(f"{what} exited with code {rc}: {reason}", tail)
-
-
 class TrainingJob(_Job):
     """Train each model of a :class:`JobSpec` in order with ``sleap-nn train``.
 
@@ -305,8 +112,9 @@ class TrainingJob(_Job):
         env: dict[str, str] | None = None,
         output_dir: str | Path | None = None,
         finish_from: dict[str, Path] | None = None,
+        executor: Executor | None = None,
     ):
-        super().__init__(job_id, on_event=on_event, python=python, env=env)
+        super().__init__(job_id, on_event=on_event, python=python, env=env, executor=executor)
         self._finish_from = dict(finish_from or {})
         if not spec.models:
             raise ValueError("TrainingJob needs a spec with at least one model")
@@ -349,10 +157,16 @@ class TrainingJob(_Job):
         await self._send_stop()
 
     async def _send_stop(self) -> None:
+        if self._exec is not None and self._exec.running:
+            await self._exec.request_stop()
         if self._ctl_socket is None:
             return
         self._stop_sent_at = time.monotonic()
         await self._ctl_socket.send_string(json.dumps({"command": "stop"}))
+
+    def _on_message(self, raw: str) -> None:
+        if self.current_model is not None:
+            self._handle_message(raw, self.current_model, self.model_index, len(self.spec.models))
 
     def _argv(self, model: ModelSpec, publish_port: int, controller_port: int) -> list[str]:
         cfg = model.config_path
@@ -434,6 +248,7 @@ class TrainingJob(_Job):
                     rc = await self._spawn_and_wait(
                         self._argv(model, publish_port, controller_port), cwd=self.spec.root, model=model.head, handle_line=on_line
                     )
+                    started = min(started, getattr(self._exec, "submitted_at", started))  # an adopted run began earlier
                     # Messages sent just before exit may still be in flight.
                     await self._drain(sub, model, index, n_models)
                 finally:
@@ -512,8 +327,9 @@ class InferenceJob(_Job):
         env: dict[str, str] | None = None,
         output_dir: str | Path | None = None,
         model_paths: Sequence[str | Path] | None = None,
+        executor: Executor | None = None,
     ):
-        super().__init__(job_id, on_event=on_event, python=python, env=env)
+        super().__init__(job_id, on_event=on_event, python=python, env=env, executor=executor)
         if not spec.inference:
             raise ValueError("InferenceJob needs a spec with at least one inference entry")
         self.spec = spec
@@ -576,9 +392,9 @@ class InferenceJob(_Job):
         t0 = time.monotonic()
         self.output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         outputs = []
-        for entry in self.spec.inference:
+        for index, entry in enumerate(self.spec.inference):
             output = self.output_dir / entry.output_name
-            rc = await self._spawn_and_wait(self._argv(entry, output), cwd=self.spec.root, model=None, handle_line=self._on_line)
+            rc = await self._spawn_and_wait(self._argv(entry, output), cwd=self.spec.root, model=None, handle_line=self._on_line, key=f"infer-{index}")
             if self._cancelled:
                 raise JobCancelled(f"job {self.job_id} was cancelled during inference")
             if rc != 0:

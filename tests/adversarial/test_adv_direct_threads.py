@@ -18,7 +18,7 @@ import pytest
 from fixtures_peer import make_file, open_pair
 from sleap_rtc_plugin.peer import FastPaths
 from sleap_rtc_plugin.peer import direct as direct_mod
-from sleap_rtc_plugin.peer import transfer as transfer_mod
+from sleap_rtc_plugin.util.hashing import sha256_file
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,7 +78,7 @@ async def test_connection_flood_is_capped_and_transfers_fall_back(tmp_path):
         sent = await client.send_file(src)
         got = await worker.receive_file(timeout=20)
         assert sent.via == "datachannel" and "direct path unavailable" in sent.fallback
-        assert transfer_mod.sha256_file(got.path) == transfer_mod.sha256_file(src)
+        assert sha256_file(got.path) == sha256_file(src)
     finally:
         for s in flood:
             s.close()
@@ -88,6 +88,6 @@ async def test_connection_flood_is_capped_and_transfers_fall_back(tmp_path):
     again = make_file(tmp_path / "pkg2.slp", 400_000)
     sent = await client.send_file(again)
     got = await worker.receive_file(timeout=20)
-    assert sent.via == "direct" and transfer_mod.sha256_file(got.path) == transfer_mod.sha256_file(again)
+    assert sent.via == "direct" and sha256_file(got.path) == sha256_file(again)
     await client.close()
     await worker.close()

@@ -94,7 +94,7 @@ async def test_offer_with_a_path_as_job_id_is_refused_and_makes_nothing(coordina
             await open_link(coord, worker, lambda sdp: {"offer": {"sdp": 5, "type": "offer"}, "job_id": "ok"})
         assert info.value.code in ("bad_offer", "wrong_type")
     assert made_under(sentinel.data_dir) == []
-    assert worker.state.status.value == "available" and not worker._links
+    assert worker.state.status.value == "available" and not worker.links
     sentinel.assert_unchanged()
 
 

@@ -18,48 +18,41 @@ logger = logging.getLogger(__name__)
 def thread_progress(panel: ConnectionPanel, what: str) -> Callable[[int, int], None]:
     """A progress callback safe to call from a worker thread (packaging)."""
     loop = asyncio.get_running_loop()
+    tracker = getattr(panel, "job_stages", None)
 
     def report(done: int, total: int) -> None:
-        loop.call_soon_threadsafe(panel.status.setText, f"{what}… {done} of {total} frames")
+        if tracker is not None:
+            loop.call_soon_threadsafe(tracker.packaging_progress, done, total)
+        else:
+            loop.call_soon_threadsafe(panel.status.setText, f"{what}… {done} of {total} frames")
 
     return report
 
 
 def apply_event(panel: ConnectionPanel, event: Any) -> None:
-    """Show one ``JobEvent`` in the panel (training curves go through ZMQ instead)."""
-    data = event.data or {}
-    if event.kind == "transfer":
-        total = int(data.get("total") or 0)
-        done = int(data.get("sent", data.get("done", 0)) or 0)
-        direction = "Receiving results" if data.get("direction") == "download" else f"Sending {data.get('name') or 'package'}"
-        if total:
-            panel.show_transfer(done, total, direction)
-    elif event.kind == "status":
-        state = data.get("state", "")
-        message = data.get("message", "")
-        panel.status.setText(f"Job {state}{': ' + message if message else ''}")
-    elif event.kind == "progress":
-        n, total = data.get("n_processed"), data.get("n_total")
-        if n is not None and total:
-            panel.progress.setVisible(True)
-            panel.progress.setFormat("%v / %m frames")
-            panel.progress.setMaximum(int(total))
-            panel.progress.setValue(int(n))
-    elif event.kind == "log":
-        logger.info("worker: %s", data.get("line", ""))
+    """Show one ``JobEvent`` as the job's stage (training curves go through ZMQ too)."""
+    tracker = getattr(panel, "job_stages", None) or panel.tracker("train")
+    tracker.apply(event)
 
 
-async def follow(handle: Any, panel: ConnectionPanel):
-    """Show ``handle``'s events until its result is known; return the ``JobOutcome``."""
+async def follow(handle: Any, panel: ConnectionPanel, on_event: Callable[[Any], None] | None = None):
+    """Show ``handle``'s events until its result is known; return the ``JobOutcome``.
+
+    ``on_event(event)`` runs after each event is shown (the dialog detaches from there)."""
+    if getattr(panel, "job_stages", None) is None:
+        panel.tracker(getattr(handle, "kind", "train"))
 
     async def pump() -> None:
         async for event in handle.events():
             apply_event(panel, event)
+            if on_event is not None:
+                on_event(event)
 
     pump_task = asyncio.ensure_future(pump())
     try:
         return await handle.result()
     finally:
+        await asyncio.wait({pump_task}, timeout=1.0)  # the last events (the end of an upload, the result) still show
         if not pump_task.done():
             pump_task.cancel()
         await asyncio.gather(pump_task, return_exceptions=True)

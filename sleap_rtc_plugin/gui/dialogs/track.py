@@ -13,7 +13,7 @@ from typing import Any
 from .. import packaging
 from .connection import client_api
 from .job import follow, thread_progress
-from .remote_base import RemoteLearningDialog
+from .remote_base import DetachedJob, RemoteLearningDialog
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,30 @@ class RemoteInferenceDialog(RemoteLearningDialog):
         return request
 
     async def run_job(self, request: packaging.InferenceRequest, spec: Any) -> None:
-        self.panel.status.setText(f"Packaging {request.frame_count} frame(s) and {len(request.model_dirs)} model(s)…")
+        tracker = self.panel.tracker("track")
+        tracker.packaging(f"Packaging {request.frame_count} frame(s) and {len(request.model_dirs)} model(s)…")
         package = await asyncio.to_thread(
             packaging.write_inference_package, request, self.workdir(), thread_progress(self.panel, "Embedding frames")
         )
-        self.handle = client_api().submit_inference(package.path, spec, project_dir=Path(request.labels_filename).parent, inputs=package.inputs)
+        project_dir = Path(request.labels_filename).parent
+        self.handle = client_api().submit_inference(package.path, spec, project_dir=project_dir, inputs=package.inputs)
         logger.info("inference job %s submitted (%s, %d video(s) sent whole)", self.handle.job_id, package.path.name, len(package.inputs))
+        await self._follow_to_end(request, spec, project_dir)
+
+    async def attach_job(self, job: DetachedJob) -> None:
+        """Follow a tracking job this dialog detached from, then merge its predictions."""
+        self.panel.tracker("track")
+        self.handle = client_api().attach(job.job_id, job.spec, project_dir=job.project_dir, kind="track")
+        await self._follow_to_end(job.request, job.spec, job.project_dir)
+
+    async def _follow_to_end(self, request: packaging.InferenceRequest, spec: Any, project_dir: Path) -> None:
         try:
-            outcome = await follow(self.handle, self.panel)
+            outcome = await follow(self.handle, self.panel, on_event=self.maybe_detach)
         finally:
             self.handle = None
+        if outcome.detached:
+            self.remember_detached(outcome, spec, project_dir, "track")
+            return
         files = outcome.prediction_files or ([outcome.predictions] if outcome.predictions else [])
         if not files:
             raise RuntimeError("the worker finished without returning predictions")
@@ -60,7 +74,7 @@ class RemoteInferenceDialog(RemoteLearningDialog):
         )
         self.merged_count = count
         self.main_window._handle_learning_finished(count)
-        self.panel.status.setText(f"Added predictions on {count} frame(s).")
+        self.panel.job_stages.done(f"Added predictions on {count} frame(s).")
         saved = "\n".join(str(p) for p in predictions)
         self.inform("Remote tracking finished", f"Predictions for {count} frame(s) were added to the project.\nSaved: {saved}")
         return count

@@ -17,7 +17,7 @@ from typing import Any
 from .. import packaging
 from .connection import client_api
 from .job import follow, thread_progress
-from .remote_base import RemoteLearningDialog
+from .remote_base import DetachedJob, RemoteLearningDialog
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,14 @@ class RemoteTrainingDialog(RemoteLearningDialog):
         win.setWindowTitle("Training Model - remote worker")
         win.set_message("Sending the training package to the worker…")
         if win.cancel_button is not None:
-            win.cancel_button.clicked.connect(self.cancel_or_close)
+            win.cancel_button.clicked.connect(self.cancel_job)
         win.show()
         self.loss_viewer = win
         return win
 
     async def run_job(self, request: packaging.TrainingRequest, spec: Any) -> None:
-        self.panel.status.setText("Building the training package…")
+        tracker = self.panel.tracker("train")
+        tracker.packaging("Building the training package…")
         package = await asyncio.to_thread(
             packaging.write_training_package, request, self.workdir(), thread_progress(self.panel, "Embedding frames")
         )
@@ -67,11 +68,27 @@ class RemoteTrainingDialog(RemoteLearningDialog):
             publish_port=ports["publish_port"], controller_port=ports["controller_port"],
         )
         logger.info("training job %s submitted (%s)", self.handle.job_id, package.name)
+        await self._follow_to_end(viewer, spec, project_dir)
+
+    async def attach_job(self, job: DetachedJob) -> None:
+        """Follow a training this dialog detached from: curves again, then its models."""
+        self.panel.tracker("train")
+        viewer = self.open_loss_viewer()
+        viewer.set_message(f"Following job {job.job_id} on {job.worker_name} again…")
+        ports = viewer.zmq_ports
+        self.handle = client_api().attach(job.job_id, job.spec, project_dir=job.project_dir, kind="train",
+                                          publish_port=ports["publish_port"], controller_port=ports["controller_port"])
+        await self._follow_to_end(viewer, job.spec, job.project_dir)
+
+    async def _follow_to_end(self, viewer: Any, spec: Any, project_dir: Path) -> None:
         try:
-            outcome = await follow(self.handle, self.panel)
+            outcome = await follow(self.handle, self.panel, on_event=self.maybe_detach)
         finally:
             self.handle = None
             viewer.close()
+        if outcome.detached:
+            self.remember_detached(outcome, spec, project_dir, "train")
+            return
         self.model_dirs = list(outcome.model_dirs)
         self.after_training()
 
@@ -81,5 +98,5 @@ class RemoteTrainingDialog(RemoteLearningDialog):
         if inference is not None:
             inference.update_file_lists()
         names = "\n".join(str(p) for p in self.model_dirs) or "(no model directories were returned)"
-        self.panel.status.setText(f"Training finished: {len(self.model_dirs)} model(s) saved.")
+        self.panel.job_stages.done(f"Training finished: {len(self.model_dirs)} model(s) saved in models/.")
         self.inform("Remote training finished", f"Trained model(s) saved to:\n{names}\n\nUse Predict → Run Inference… or Track remotely… to use them.")

@@ -4,7 +4,8 @@ Starts a coordinator and a CPU worker in this process, generates (or takes) a sm
 labeled dataset, trains remotely with live progress, fetches the model, predicts
 remotely with it, and says where everything landed. Every part is the real one:
 the same coordinator, WebRTC link, worker and ``sleap-nn`` a lab would run; only the
-addresses are loopback.
+addresses are loopback. It composes coordinator, worker and client, so it lives above
+all three rather than inside the client.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from .. import sample_data
-    from ..coordinator.server import CoordinatorServer
-    from ..worker.agent import Worker, WorkerOptions
-    from .api import ConnectionSpec, submit_inference, submit_training
-    from .cli import follow
+    from . import sample_data
+    from .coordinator.server import CoordinatorServer
+    from .worker.agent import Worker, WorkerOptions
+    from .client.api import ConnectionSpec, submit_inference, submit_training
+    from .client.cli import follow
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sleap-rtc-demo-")).resolve()
     project = workdir / "project"
@@ -44,7 +45,7 @@ async def run(args: argparse.Namespace) -> int:
 
     local_files: dict[str, Path] = {}
     if args.labels:
-        from .build_package import embed_labels, package_stem
+        from .client.build_package import embed_labels, package_stem
 
         user_labels = Path(args.labels).expanduser().resolve()
         if not user_labels.is_file():

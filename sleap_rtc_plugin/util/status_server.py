@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable
 
 from .. import __version__
+from ..config import default
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class StatusServer:
     ``version``, ``pid`` and ``started_at`` when the snapshot leaves them out.
     """
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]], host: str = "127.0.0.1", port: int = 8766):
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], host: str = "127.0.0.1", port: int = default("worker.status_port")):
         self.snapshot = snapshot
         self.host = host
         self._requested_port = port
