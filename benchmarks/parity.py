@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -47,7 +48,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("SLEAP_SKIP_QT_FIX", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_probe import ChildSampler, config_summary, diff_config, env_diff, epoch_times, torch_threads  # noqa: E402
+from parity_probe import ChildSampler, config_summary, cpu_seconds, diff_config, env_diff, epoch_times, torch_threads  # noqa: E402
 
 
 def make_project(folder: Path, n_frames: int, labeled: int) -> Path:
@@ -211,12 +212,18 @@ def run_remote_training(dialog: Dialog, worker: WorkerProcess, root: Path) -> di
         return await _follow(handle)
 
     with sampler:
-        t1 = time.monotonic()
-        timeline, outcome = asyncio.run(go())
+        t1, worker_cpu, own_cpu = time.monotonic(), cpu_seconds(worker.proc.pid), time.process_time()
+        try:
+            timeline, outcome = asyncio.run(go())
+        except Exception as exc:
+            raise RuntimeError(f"remote training failed: {exc}\nworker output:\n" + "".join(worker.output[-40:])) from exc
         total = time.monotonic() - t1
+        worker_cpu, own_cpu = cpu_seconds(worker.proc.pid) - worker_cpu, time.process_time() - own_cpu
     run_dir = Path(outcome.model_dirs[0])
     return {"total_s": build_s + total, "build_s": build_s, "t0": t1, "timeline": timeline, "run_dir": run_dir,
             "child": sampler.summary(), "package_mb": package.stat().st_size / 1e6,
+            "worker_process_cpu_s": round(worker_cpu, 2), "client_process_cpu_s": round(own_cpu, 2),
+            "progress_events": sum(1 for _, kind, *_ in timeline if kind == "progress"),
             "log_lines": sum(1 for _, kind, *_ in timeline if kind == "log")}
 
 
@@ -242,6 +249,7 @@ def phases_remote(r: dict) -> dict:
     connected = _first(tl, "status", "connected")
     sending, sent = _first(tl, "status", "transferring"), _first(tl, "status", "transferred")
     begin, end = _first(tl, "progress", "train_begin"), _last(tl, "progress", "train_end")
+    model_end = _last(tl, "progress", "model_end")
     done = _last(tl, "result") or (t0 + r["total_s"] - r["build_s"])
     sent = sent or connected
     return {"package_build_s": r["build_s"],
@@ -249,7 +257,14 @@ def phases_remote(r: dict) -> dict:
             "upload_s": (sent - (sending or connected)) if sent and connected else None,
             "start_to_train_begin_s": (begin - sent) if begin and sent else None,
             "train_begin_to_end_s": (end - begin) if begin and end else None,
-            "results_return_s": (done - end) if end else None}
+            "train_end_to_exit_s": (model_end - end) if end and model_end else None,
+            "results_return_s": (done - (model_end or end)) if end else None}
+
+
+def zmq_epochs(events: list) -> list[float]:
+    """Seconds from each ``epoch_begin`` to its ``epoch_end`` as the progress events arrived."""
+    begins = {n: t for t, e, n in events if e == "epoch_begin"}
+    return [round(t - begins[n], 2) for t, e, n in events if e == "epoch_end" and n in begins]
 
 
 def summarize(local: dict, remote: dict) -> dict:
@@ -266,14 +281,19 @@ def summarize(local: dict, remote: dict) -> dict:
         "remote_minus_fixed_over_local": round((remote["total_s"] - fixed) / local["total_s"], 3),
         "local_phases": {k: v and round(v, 2) for k, v in pl.items()},
         "remote_phases": {k: v and round(v, 2) for k, v in pr.items()},
-        "local_epoch_s": epoch_times(local["run_dir"]),
-        "remote_epoch_s": epoch_times(remote["run_dir"]),
+        "local_epoch_s": zmq_epochs([(t, e, n) for t, e, n in local["events"]]),
+        "remote_epoch_s": zmq_epochs([(t, w, n) for t, k, w, n in remote["timeline"] if k == "progress"]),
+        "local_training_log_csv_time_s": epoch_times(local["run_dir"]),
+        "remote_training_log_csv_time_s": epoch_times(remote["run_dir"]),
         "local_config": cfg_l,
         "remote_config": cfg_r,
         "config_differences": diff_config(local["run_dir"], remote["run_dir"]),
         "local_child": local["child"],
         "remote_child": remote["child"],
         "log_lines": {"local": local["log_lines"], "remote_relayed": remote["log_lines"]},
+        "remote_progress_events_relayed": remote["progress_events"],
+        "remote_worker_process_cpu_s": remote["worker_process_cpu_s"],
+        "remote_client_process_cpu_s": remote["client_process_cpu_s"],
         "package_mb": round(remote["package_mb"], 3),
     }
 
@@ -302,7 +322,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="local/remote pairs, alternating (default 1)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per run (default 2)")
-    parser.add_argument("--steps", type=int, default=20, help="min_train_steps_per_epoch (default 20; SLEAP's default is 200)")
+    parser.add_argument("--steps", type=int, default=10, help="min_train_steps_per_epoch (default 10; SLEAP's default is 200)")
     parser.add_argument("--frames", type=int, default=40, help="frames in the generated video (default 40)")
     parser.add_argument("--labeled", type=int, default=20, help="user-labeled frames (default 20)")
     parser.add_argument("--what", choices=("train", "inference", "both"), default="both", help="which sections to run (default both)")
@@ -311,6 +331,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1 or args.epochs < 1:
         parser.error("--repeats and --epochs must be at least 1")
+    logging.disable(logging.INFO)
+    # SLEAP's "Run Inference" runs the ``sleap`` script from PATH: the activated environment's.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="sleap-rtc-parity-")
     root = Path(args.keep or tmp.name)
     root.mkdir(parents=True, exist_ok=True)

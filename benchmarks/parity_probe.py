@@ -80,6 +80,7 @@ class ChildSampler:
             rec["nice"] = int(fields[16])
             rec["cpus_allowed"] = info.get("Cpus_allowed_list", "").strip()
             rec["session_leader"] = int(fields[3]) == pid
+            rec["autogroup"] = (_read(f"/proc/{pid}/autogroup") or "").split(",")[0].strip()
         rec["argv"] = argv
         rec["max_threads"] = max(rec["max_threads"], int(info.get("Threads", "0") or 0))
         rec["cpu_s"] = round((int(fields[11]) + int(fields[12])) / _TICK, 2)
@@ -91,6 +92,15 @@ class ChildSampler:
             return {}
         rec = max(self.seen.values(), key=lambda r: r.get("last_seen", 0) - r["first_seen"])
         return {k: v for k, v in rec.items() if k not in ("first_seen", "last_seen")}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` so far (0 if it is gone)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def torch_threads(child: dict) -> dict | None:
@@ -109,8 +119,12 @@ def torch_threads(child: dict) -> dict | None:
             os.sched_setaffinity(0, cpus)
 
     code = "import json, torch; print(json.dumps([torch.get_num_threads(), torch.get_num_interop_threads()]))"
-    out = subprocess.run([argv[0], *flags, "-c", code], env=child["environ"], cwd=child.get("cwd") or None, preexec_fn=prepare,
-                         capture_output=True, text=True, timeout=120)
+    cwd = child.get("cwd")
+    try:
+        out = subprocess.run([argv[0], *flags, "-c", code], env=child["environ"], cwd=cwd if cwd and os.path.isdir(cwd) else None,
+                             preexec_fn=prepare, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"error": str(exc)}
     try:
         intra, interop = json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

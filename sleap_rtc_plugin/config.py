@@ -104,6 +104,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("transfer.shared_paths", [], list, "Storage both sides mount, as 'client_prefix=worker_prefix' strings: files under it move as paths, not bytes."),
         Setting("tls_ca", None, str, "PEM file of CA certificates to trust for wss:// coordinators (a private CA or a self-signed certificate). Unset: the system trust store."),
         Setting("client.results_dir", None, str, "Where results land when no SLEAP project dir is given. Unset: the current directory."),
+        Setting("client.project_cache_mb", 256, int, "Cap, in MB, of the received-files cache in a project's hidden .sleap-rtc/ folder; installed results are removed from it at once."),
         Setting("gui.worker_refresh_s", 15.0, float, "Seconds between the Train/Track remotely dialogs' automatic worker-list refreshes while they are open."),
     ]
 }

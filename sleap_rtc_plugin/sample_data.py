@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import yaml
@@ -160,7 +160,7 @@ def training_config(
     because data loader worker processes cost more than they save at this size.
     """
     anchor = node_names[0]
-    data = {
+    data: dict[str, Any] = {
         "train_labels_path": [labels_name],
         "validation_fraction": 0.2,
         "use_augmentations_train": False,

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+
+#: The node's GPUs as Slurm counts them (no device files: Slurm schedules them, jobs train on CPU).
+GPU_TYPE, GPUS = "testgpu", 2
 
 
 @dataclass
@@ -96,7 +101,8 @@ MinJobAge=600
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName={node} CPUs={cpus} RealMemory=2000 State=UNKNOWN
+GresTypes=gpu
+NodeName={node} CPUs={cpus} RealMemory=2000 Gres=gpu:{GPU_TYPE}:{GPUS} State=UNKNOWN
 PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 """
 
@@ -141,6 +147,9 @@ def slurm_cluster():
     node = socket.gethostname().split(".")[0]
     conf = root / "slurm.conf"
     conf.write_text(_slurm_conf(root, node, os.cpu_count() or 1, sock))
+    for i in range(GPUS):  # stand-ins for /dev/nvidiaN: character devices like /dev/null (Slurm checks the type)
+        os.mknod(root / f"fakegpu{i}", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    (root / "gres.conf").write_text(f"NodeName={node} Name=gpu Type={GPU_TYPE} File={root}/fakegpu[0-{GPUS - 1}]\n")
     procs: list[subprocess.Popen] = []
     log = open(root / "daemons.out", "wb")
     try:

@@ -55,7 +55,13 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
 
     async def scenario():
         dialog.submit()
-        await _wait_for(lambda: dialog.busy and panel.job_stages is not None and any(stage == "Training" and "epoch 1/6" in text for stage, text in panel.job_stages.history))
+        try:
+            await _wait_for(lambda: dialog.busy and panel.job_stages is not None
+                            and any(stage == "Training" and "epoch 1/6" in text for stage, text in panel.job_stages.history))
+        except AssertionError:
+            history = panel.job_stages.history if panel.job_stages is not None else None
+            raise AssertionError(f"no first epoch: busy={dialog.busy} status={panel.status.text()!r} history={history} "
+                                 f"worker={''.join(worker_process.output[-30:])}") from None
         tracker = panel.job_stages
         # the upload ended full, in MB, and said where it went and how fast
         assert tracker.sent_words and re.fullmatch(r"sent \d+\.\d MB to .+ in \d+\.\d s \(\d+\.\d MB/s\)", tracker.sent_words[-1]), tracker.sent_words

@@ -8,8 +8,10 @@ list shows. Everything runs on a qasync loop driving the QApplication, as in the
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
+import yaml
 
 from fixtures_e2e import worker_process  # noqa: F401
 from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync  # noqa: F401
@@ -147,8 +149,12 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
     its embedded coordinator): train remotely from the dialog, the model lands in
     ``models/``; then track remotely with it and the predictions are merged into the
     open project."""
+    from sleap.gui.widgets.frame_target_selector import FrameTargetSelection
+
     dialog = _open(main_window, "train_remotely")
-    dialog.pipeline_form_widget.set_form_data({"_pipeline": "single animal"})
+    dialog.pipeline_form_widget.set_form_data({"_pipeline": "single"})  # SLEAP 1.6.6's key ("single animal" is ignored)
+    assert dialog.current_pipeline == "single" and list(dialog.tabs) == ["single_instance"], (dialog.current_pipeline, list(dialog.tabs))
+    dialog.frame_target_selector.set_selection(FrameTargetSelection(target_key="video"))  # Inference Target: predict after training
     panel = dialog.panel
     panel.server_url.setText(worker_process.server_url)
     panel.session_string.setText(worker_process.session_string)
@@ -163,16 +169,23 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
         dialog.submit()
         await _wait_for(lambda: not dialog.busy, timeout=600)
 
-    run_qasync(train(), timeout=700)
+    run_qasync(train(), timeout=900)
     assert dialog.model_dirs, dialog.panel.status.text()
     for d in dialog.model_dirs:
         assert (d / "best.ckpt").exists()
         assert d.parent.name == "models"
+        heads = yaml.safe_load((d / "training_config.yaml").read_text())["model_config"]["head_configs"]
+        assert [k for k, v in heads.items() if v] == ["single_instance"]  # the pipeline the dialog showed is the one trained
+    assert dialog.loss_viewer.plateau_patience is not None  # "Epochs in Plateau: N / 5", as SLEAP's runner sets it
+    summary = dialog.inference_summary  # the Inference Target ran after training, remotely
+    assert summary is not None and 0 < summary.frames_total <= len(main_window.labels.videos[0]), dialog.panel.status.text()
+    assert "Inference complete!" in dialog.last_message.text() and "with no instances found" in dialog.last_message.text()
+    assert all(re.fullmatch(r"video0_project\.slp\.\d{6}_\d{6}\.predictions\.slp", p.name) for p in summary.files), summary.files
     dialog.close()
 
     predicted_before = sum(len(lf.predicted_instances) for lf in main_window.labels.labeled_frames)
     track = _open(main_window, "track_remotely")
-    track.pipeline_form_widget.set_form_data({"_pipeline": "single animal"})
+    track.pipeline_form_widget.set_form_data({"_pipeline": "single"})
     track.panel.server_url.setText(worker_process.server_url)
     track.panel.session_string.setText(worker_process.session_string)
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from fixtures_peer import auth_pair, fill_disk_after, flip_byte_in_frame, make_file, open_pair
-from sleap_rtc_plugin.peer import LinkClosedError, TransferError, sanitize_name
+from sleap_rtc_plugin.peer import AuthError, LinkClosedError, TransferError, sanitize_name
 from sleap_rtc_plugin.peer import staging
 from sleap_rtc_plugin.peer.transfer_core import SenderCore
 from sleap_rtc_plugin.peer.transfer_send import Outgoing
@@ -170,8 +170,9 @@ async def test_files_refused_before_auth(tmp_path):
     client, worker = await open_pair()
     try:
         worker.accept_files(tmp_path / "rx")
-        with pytest.raises(Exception):
+        with pytest.raises(AuthError) as refused:
             await client.send_file(make_file(tmp_path / "f", 10))
+        assert refused.value.code == "unauthenticated"
         from sleap_rtc_plugin.protocol.transfer import FileOffer
 
         client._send(FileOffer(transfer_id="a" * 32, name="f", size=10, sha256="0" * 64))

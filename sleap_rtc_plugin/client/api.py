@@ -29,7 +29,7 @@ from typing import Any, Literal
 from .connect import DEFAULT_SERVER, ConnectionSpec, QueueOptions, list_workers
 from .errors import RemoteError
 from ..protocol.job_state import JobState
-from .job_handle import JobHandle
+from .job_handle import JobHandle, live_handle
 from .job_list import fetch_job, forget_job, list_jobs, run_again
 from .jobs_store import JobRecord
 from .outcome import EventKind, JobEvent, JobOutcome
@@ -78,5 +78,5 @@ def attach(job_id: str, spec: ConnectionSpec, *, project_dir: Path, kind: Litera
 
 
 __all__ = ["DEFAULT_SERVER", "ConnectionSpec", "EventKind", "JobEvent", "JobHandle", "JobOutcome", "JobState", "JobRecord", "QueueOptions",
-           "RemoteError", "WorkerInfo", "attach", "fetch_job", "forget_job", "list_jobs", "list_workers", "run_again",
+           "RemoteError", "WorkerInfo", "attach", "fetch_job", "forget_job", "list_jobs", "list_workers", "live_handle", "run_again",
            "submit_inference", "submit_training"]

@@ -24,6 +24,7 @@ from ..protocol.peer import JobResult, PeerError, ResultAck, ResultFile, ResultR
 from ..jobspec.refusals import PackageError
 from .errors import RemoteError
 from .jobs_store import OwnerStore
+from .project_cache import tidy
 from .results import install_results
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ async def fetch_results(link: Any, result: JobResult, *, project_dir: Path, job_
         raise _storage_error(exc, project_dir, job_id, worker_id) from None
     except (PackageError, zipfile.BadZipFile) as exc:
         raise RemoteError("bad_result", f"a result of job {job_id} was refused: {exc}") from None
+    await asyncio.to_thread(tidy, project_dir, job_id, [f.sha256 for f in result.files])
     await link.send(ResultAck(job_id=job_id, owner=owner))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RELEASE_WAIT

@@ -33,7 +33,6 @@ _FROM_REPORTS: dict[str, JobState] = {
     "transferred": S.TRANSFERRING,
     "accepted": S.ACCEPTED,
     "running": S.RUNNING,
-    "cancelling": S.RUNNING,
     "stopping": S.STOPPING,
     "succeeded": S.SUCCEEDED,
     "results_ready": S.SUCCEEDED,

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
@@ -32,6 +33,7 @@ from .checkpoints import CheckpointStore
 from .connect import ConnectionSpec, QueueOptions, choose_worker, open_coordinator
 from .errors import RemoteError
 from .fetch import fetch_results
+from .project_cache import cap_bytes
 from .job_fate import cancelled_error, lost_link_error, presence_probe
 from ..protocol.job_state import JobState
 from .handle_state import state_after_error, state_of
@@ -45,6 +47,16 @@ from .wording import sent_in_words
 from .zmq_bridge import LossViewerBridge
 
 log = logging.getLogger(__name__)
+
+#: Jobs followed in this process right now, so the GUI's panel and its dialogs share one
+#: handle per job (stop/cancel from either) instead of opening a second connection.
+_LIVE: "weakref.WeakValueDictionary[str, JobHandle]" = weakref.WeakValueDictionary()
+
+
+def live_handle(job_id: str) -> "JobHandle | None":
+    """The handle following ``job_id`` in this process, if one still runs."""
+    handle = _LIVE.get(job_id)
+    return handle if handle is not None and not handle.done() else None
 
 
 class JobHandle:
@@ -97,6 +109,7 @@ class JobHandle:
         self.jobs = JobList(self.project_dir)
         self._recorder: JobRecorder | None = None
         self._task = asyncio.ensure_future(self._run())
+        _LIVE[self.job_id] = self
 
     # -- public ---------------------------------------------------------------
     async def events(self) -> AsyncIterator[JobEvent]:
@@ -134,6 +147,11 @@ class JobHandle:
 
     def done(self) -> bool:
         return self._task.done()
+
+    @property
+    def controllable(self) -> bool:
+        """Stop early / cancel can reach the job now (a link to its worker, or its queue)."""
+        return self._link is not None or (self.queue is not None and self._coord is not None)
 
     # -- internals ------------------------------------------------------------
     def _emit(self, kind: EventKind, /, **data: Any) -> None:
@@ -284,7 +302,7 @@ class JobHandle:
             incoming = self.project_dir / ".sleap-rtc" / "incoming" / self.job_id
             link.accept_files(incoming, cache_dir=self.project_dir / ".sleap-rtc" / "cache", partial_dir=self.project_dir / ".sleap-rtc" / "partial",
                               max_size=int(self._settings.get("transfer.max_file_mb", 20480)) * 2**20,
-                              cache_max_bytes=int(self._settings.get("transfer.cache_mb", 10240)) * 2**20)
+                              cache_max_bytes=cap_bytes(self._settings))
             await link.authenticate(secret)
             if intent == "attach":
                 await link.send(Attach(job_id=self.job_id, owner=self.owner))

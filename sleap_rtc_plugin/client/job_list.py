@@ -32,7 +32,7 @@ async def list_jobs(project_dir: Path, spec: ConnectionSpec | None = None) -> li
     are refreshed from the coordinator (and the refreshed entries written back)."""
     store = JobList(project_dir)
     records = await asyncio.to_thread(store.all)
-    open_queued = [r for r in records if r.queue is not None and not ended(JobState(r.state)) and not r.fetched]
+    open_queued = [r for r in records if r.queue is not None and not ended(_state(r)) and not r.fetched]
     if spec is None or not open_queued:
         return records
     try:
@@ -46,7 +46,7 @@ async def list_jobs(project_dir: Path, spec: ConnectionSpec | None = None) -> li
                 except CoordinatorError as exc:
                     log.info("job %s: the coordinator does not say (%s)", record.job_id, exc.code)
                     continue
-                record.state = state_of(update.state, JobState(record.state)).value
+                record.state = state_of(update.state, _state(record)).value
                 record.position = update.position
                 record.worker_id = update.worker_id or record.worker_id
                 record.message = update.message or record.message
@@ -54,6 +54,13 @@ async def list_jobs(project_dir: Path, spec: ConnectionSpec | None = None) -> li
     except RemoteError as exc:
         log.info("job list not refreshed from the coordinator: %s", exc)
     return records
+
+
+def _state(record: JobRecord) -> JobState:
+    try:
+        return JobState(record.state)
+    except ValueError:  # a hand-edited entry: treat it as over
+        return JobState.FAILED
 
 
 def fetch_job(job_id: str, spec: ConnectionSpec, *, project_dir: Path, publish_port: int | None = None,

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from .outcome import JobEvent
 from .wording import path_in_words
@@ -33,8 +33,8 @@ class ProgressDisplay:
         self.console = console or Console(stderr=True)
         self.plain = plain or not self.console.is_terminal
         self._progress: Progress | None = None
-        self._transfer_task = None
-        self._train_task = None
+        self._transfer_task: TaskID | None = None
+        self._train_task: TaskID | None = None
         self._epoch_started = 0.0
         self._last_status = ""
         self._train_started = 0.0

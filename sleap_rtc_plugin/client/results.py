@@ -85,10 +85,11 @@ def install_results(received: list[tuple["ResultFile", Path]], project_dir: Path
             path.unlink(missing_ok=True)
         elif meta.role == "predictions":
             target = project_dir / "predictions" / path.name
+            suffix = ".predictions.slp" if path.name.endswith(".predictions.slp") else ".slp"
             n = 0
-            while target.exists():
+            while target.exists():  # "<video>.<timestamp>-1.predictions.slp": still SLEAP's pattern
                 n += 1
-                target = target.with_name(f"{path.name.removesuffix('.slp')}-{n}.slp")
+                target = target.with_name(f"{path.name.removesuffix(suffix)}-{n}{suffix}")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), target)
             _relink(target, local_files or {})

@@ -34,7 +34,7 @@ class WorkerInfo:
         meta: dict[str, Any] = peer.metadata or {}
         gpus = [g for g in meta.get("gpus") or [] if isinstance(g, dict)]
         best = max(gpus, key=lambda g: g.get("memory_free_mb") or 0, default={})
-        labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+        labels: dict[str, Any] = meta["labels"] if isinstance(meta.get("labels"), dict) else {}
         return cls(
             peer_id=peer.peer_id,
             name=str(meta.get("name") or meta.get("hostname") or peer.peer_id),

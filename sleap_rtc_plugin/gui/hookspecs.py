@@ -64,6 +64,7 @@ def sleap_rtc_dialogs() -> list[DialogContribution]:
     Results of all plugins are collected; a later duplicate ``key`` is an error
     so that two add-ons can never silently shadow each other.
     """
+    raise NotImplementedError  # a specification: pluggy calls the implementations, never this
 
 
 @hookspec(firstresult=True)

@@ -19,11 +19,13 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from ..protocol.names import is_plain_file_name
 from ..protocol.peer import INPUTS_DIR
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class TrainingRequest:
     items_for_inference: Any
     include_suggestions: bool
     num_user_labeled_frames: int
+    #: the Inference Target's frames to predict after training (video index -> frames); empty for "nothing"
+    frames: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,6 +55,8 @@ class InferenceRequest:
     model_dirs: list[Path]
     frames: dict[int, list[int]]  # video index -> frame indices
     inference_params: dict = field(default_factory=dict)
+    #: predictions file name -> project video index, filled when the package is written
+    outputs: dict[str, int] = field(default_factory=dict)
 
     @property
     def frame_count(self) -> int:
@@ -76,7 +82,21 @@ def collect_training_request(dialog: Any) -> TrainingRequest:
         items_for_inference=items,
         include_suggestions=include_suggestions,
         num_user_labeled_frames=len(dialog.labels.user_labeled_frames),
+        frames=frames_to_predict(dialog, pipeline_form_data),
     )
+
+
+def frames_to_predict(dialog: Any, pipeline_form_data: dict) -> dict[int, list[int]]:
+    """The dialog's frame target as ``video index -> frames`` (empty for "nothing")."""
+    labels = dialog.labels
+    frames: dict[int, list[int]] = {}
+    for video, idxs in dialog.get_selected_frames_to_predict(pipeline_form_data).items():
+        if idxs is None:
+            idxs = list(range(len(video)))
+        idxs = _expand_frames(idxs)
+        if idxs:
+            frames[labels.videos.index(video)] = idxs
+    return frames
 
 
 def write_training_package(req: TrainingRequest, out_dir: Path, progress: ProgressFn | None = None) -> Path:
@@ -118,13 +138,7 @@ def collect_inference_request(dialog: Any) -> InferenceRequest:
         path = Path(info.path)
         model_dirs.append(path.parent if path.is_file() else path)
     labels = dialog.labels
-    frames: dict[int, list[int]] = {}
-    for video, idxs in dialog.get_selected_frames_to_predict(pipeline_form_data).items():
-        if idxs is None:
-            idxs = list(range(len(video)))
-        idxs = _expand_frames(idxs)
-        if idxs:
-            frames[labels.videos.index(video)] = idxs
+    frames = frames_to_predict(dialog, pipeline_form_data)
     return InferenceRequest(
         labels=labels,
         labels_filename=dialog.labels_filename,
@@ -200,7 +214,17 @@ def write_inference_package(req: InferenceRequest, out_dir: Path, progress: Prog
         embed = [(req.labels.videos[v], f) for v, fs in req.frames.items() if v not in data_paths for f in fs]
         if embed:
             _save_embedded(req.labels, root / stem_pkg, embed, progress)
-        model_names = []
+        stamp = datetime.now().strftime("%y%m%d_%H%M%S")
+        req.outputs = {}
+        for v in req.frames:
+            base = prediction_file_name(req.labels.videos[v], v, req.labels_filename, stamp)
+            name, n = base, 1
+            while name in req.outputs:  # two videos with one file name, in different folders
+                n += 1
+                name = base.removesuffix(".predictions.slp") + f"-{n}.predictions.slp"
+            req.outputs[name] = v
+        by_video = {v: n for n, v in req.outputs.items()}
+        model_names: list[str] = []
         for model_dir in req.model_dirs:
             name = _unique_name(model_dir.name, model_names)
             shutil.copytree(model_dir, root / "models" / name, ignore=shutil.ignore_patterns("*.slp", "viz"))
@@ -210,7 +234,7 @@ def write_inference_package(req: InferenceRequest, out_dir: Path, progress: Prog
             "inference": [
                 {
                     "models": [f"models/{n}" for n in model_names],
-                    "output_path": f"{stem_pkg}.video{v}.predictions.slp",
+                    "output_path": by_video[v],
                     "frames": fs,
                     "tracking": {k: val for k, val in req.inference_params.items() if k.startswith("tracking.")},
                     **({"data_path": data_paths[v], "type": "video"} if v in data_paths else {"data_path": stem_pkg, "type": "labels", "video_index": v}),
@@ -264,8 +288,27 @@ def merge_predictions(labels: Any, predictions_path: Path, inference_params: dic
     return task.merge_results()
 
 
+def prediction_file_name(video: Any, video_index: int, labels_filename: str, timestamp: str) -> str:
+    """SLEAP's own name for a predictions file (``runners.InferenceTask.make_predict_cli_call``):
+    ``<video file>.<timestamp>.predictions.slp``, or ``video<N>_<labels file>.…`` for a video
+    with no file of its own (image sequences, embedded frames)."""
+    filename = getattr(video, "filename", None)
+    if isinstance(filename, (str, Path)) and not str(filename).endswith(".slp"):
+        source = Path(str(filename).replace("\\", "/")).name
+    else:
+        source = f"video{video_index}_{Path(labels_filename).name}"
+    name = f"{source}.{timestamp}.predictions.slp"
+    return name if is_plain_file_name(name) and not name.startswith(".") else f"video{video_index}.{timestamp}.predictions.slp"
+
+
 def predicted_videos(predictions_path: Path, req: InferenceRequest) -> list[int]:
-    """The project video(s) a predictions file is for: its ``.video<N>.`` name, else every requested one."""
+    """The project video(s) a predictions file is for: the name the package gave it (a ``-N``
+    a clash added aside), an older ``.video<N>.`` name, else every requested one."""
+    name = Path(predictions_path).name
+    plain = re.sub(r"-\d+(\.predictions\.slp)$", r"\1", name)
+    for candidate in (name, plain):
+        if candidate in req.outputs and req.outputs[candidate] in req.frames:
+            return [req.outputs[candidate]]
     match = re.search(r"\.video(\d+)\.predictions\.slp$", Path(predictions_path).name)
     if match and int(match.group(1)) in req.frames:
         return [int(match.group(1))]

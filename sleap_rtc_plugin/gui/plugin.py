@@ -67,6 +67,9 @@ def sleap_rtc_add_menu_actions(window: Any, menus: dict) -> None:
             predict.removeAction(action)
             predict.insertAction(before, action)
         window._menu_actions[key] = action
+    from .jobs_panel import add_menu_action
+
+    add_menu_action(window, predict, before)  # Predict → Remote Jobs…
     install_quit_guard(window)
 
 
@@ -86,6 +89,9 @@ def install_quit_guard(window: Any):
 def sleap_rtc_window_closing(window: Any) -> None:
     """The window is closing: never cancel silently. The quit guard asked already (and holds
     the close back while a job runs); a window without one leaves its jobs on the workers."""
+    from .jobs_panel import window_closing as jobs_panel_closing
+
+    jobs_panel_closing(window)  # jobs the Remote Jobs panel follows keep running remotely
     if getattr(window, "_sleap_rtc_quit_guard", None) is not None:
         return
     for key in (TRAIN_KEY, TRACK_KEY):

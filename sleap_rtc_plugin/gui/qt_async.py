@@ -15,8 +15,9 @@ logger = logging.getLogger(__name__)
 _tasks: set[asyncio.Future] = set()
 
 
-def install_event_loop(app: Any) -> asyncio.AbstractEventLoop:
-    """Make a qasync loop driven by ``app`` the current asyncio loop (idempotent)."""
+def install_event_loop(app: Any) -> Any:
+    """Make a qasync loop driven by ``app`` the current asyncio loop (idempotent); returns the
+    ``qasync.QEventLoop`` (an ``asyncio.AbstractEventLoop`` and a context manager)."""
     import qasync
 
     try:

@@ -34,7 +34,7 @@ class QuitGuard(QObject):
         self.keys = tuple(keys)
         self.question = None
         self.allow = False
-        self._waiting = None
+        self._waiting: Any = None
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
         if obj is self.window and event.type() == QEvent.Close and not self.allow:

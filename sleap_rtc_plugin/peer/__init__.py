@@ -25,7 +25,10 @@ from .errors import (
 from .fastpath import FastPaths
 from .ice import enable_loopback_candidates
 from .link import PeerLink
-from .transfer import FileReceiver, ReceivedFile, SentFile, sanitize_name
+from .file_names import sanitize_name
+from .staging import FileReceiver
+from .transfer_recv import ReceivedFile
+from .transfer_send import SentFile
 
 __all__ = [
     "AuthError", "ChannelTimeoutError", "ConnectError", "FastPaths", "FileReceiver", "IceFailedError", "LinkClosedError",

@@ -20,10 +20,15 @@ import hashlib
 import hmac
 import logging
 import secrets
+from typing import TypeVar
+
+from ..protocol.base import Message
 from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, PeerError
 from .errors import AuthError
 from .fastpath import parse_features, software_string
 from .ports import AuthPort
+
+M = TypeVar("M", bound=Message)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ def _fingerprints(link: AuthPort) -> tuple[str, str]:
     return link.remote_fingerprint, link.local_fingerprint
 
 
-async def _expect(link: AuthPort, cls: type, timeout: float):
+async def _expect(link: AuthPort, cls: type[M], timeout: float) -> M:
     msg = await link.next_auth_frame(timeout)
     if isinstance(msg, PeerError):
         raise AuthError(msg.code, f"peer refused authentication: {msg.message}")

@@ -75,6 +75,11 @@ async def _wait_open(pc: RTCPeerConnection, opened: asyncio.Future, timeout: flo
     raise ChannelTimeoutError(f"peers connected but the data channel did not open within {timeout:g} s")
 
 
+def _set_once(future: asyncio.Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 def _buffer_early(channel) -> list:
     """Keep frames that arrive before the link listens (the peer may speak the moment the
     channel opens, and over a relay its first frame can land before ``_link`` runs)."""
@@ -129,7 +134,7 @@ async def connect(
         channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
         _buffer_early(channel)
         opened: asyncio.Future = asyncio.get_running_loop().create_future()
-        channel.on("open", lambda: opened.done() or opened.set_result(channel))
+        channel.on("open", lambda: _set_once(opened, channel))
         await pc.setLocalDescription(await pc.createOffer())
         try:
             answer = await asyncio.wait_for(send_offer(_payload(pc.localDescription)), timeout)
@@ -170,7 +175,7 @@ async def accept(
         if channel.readyState == "open":
             opened.set_result(channel)
         else:
-            channel.on("open", lambda: opened.done() or opened.set_result(channel))
+            channel.on("open", lambda: _set_once(opened, channel))
 
     try:
         await pc.setRemoteDescription(_description(offer_payload, "offer"))

@@ -90,7 +90,11 @@ def normalize(ice_servers: Iterable[Any]) -> list[RTCIceServer]:
             if not all(v is None or (isinstance(v, str) and len(v) <= 512) for v in (user, cred)):
                 log.warning("ignoring an ICE server entry with malformed credentials")
                 continue
-            item = RTCIceServer(urls=item.get("urls"), username=user, credential=cred)
+            urls = item.get("urls")
+            if not (isinstance(urls, str) or (isinstance(urls, list) and all(isinstance(u, str) for u in urls))):
+                log.warning("ignoring an ICE server entry without string urls")
+                continue
+            item = RTCIceServer(urls=urls, username=user, credential=cred)
         elif not isinstance(item, RTCIceServer):
             log.warning("ignoring an ICE server entry of type %s", type(item).__name__)
             continue
@@ -150,7 +154,8 @@ async def probe_stun(url: str, timeout: float = 3.0) -> ProbeResult:
                     answer.set_result(data)
 
         infos = await loop.getaddrinfo(parsed["host"], parsed["port"], family=socket.AF_INET, type=socket.SOCK_DGRAM)
-        transport, _ = await loop.create_datagram_endpoint(_Protocol, remote_addr=infos[0][4])
+        host, port = infos[0][4][:2]  # AF_INET: (host, port)
+        transport, _ = await loop.create_datagram_endpoint(_Protocol, remote_addr=(str(host), int(port)))
         try:
             request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
             for _ in range(3):

@@ -82,11 +82,10 @@ class LinkPort:
         await self._link.transport.send_bytes(frame)
 
     def chunk_payload(self, header: int, default: int = CHUNK_SIZE) -> int:
-        transport = self._link.transport
-        return transport.chunk_payload(header, default) if hasattr(transport, "chunk_payload") else default
+        return self._link.transport.chunk_payload(header, default)
 
     def ice_pair(self) -> Any:
-        return getattr(self._link.transport, "pc", None)
+        return self._link.transport.pc
 
 
 class PeerLink:
@@ -265,8 +264,7 @@ class PeerLink:
         """What this side announces in its ``hello``; ``sctp16k`` only once large packets can be received."""
         if self._local_features is None:
             features = set(self.fastpaths.features())
-            prepare = getattr(self.transport, "prepare_large_packets", None)
-            if SCTP in features and (prepare is None or not prepare()):
+            if SCTP in features and not self.transport.prepare_large_packets():
                 features.discard(SCTP)
             self._local_features = features
         return self._local_features

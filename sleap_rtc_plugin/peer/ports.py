@@ -8,7 +8,7 @@ written down.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..protocol import Message
 from .fastpath import FastPaths
@@ -21,7 +21,7 @@ class MessagePort(Protocol):
 
 class AuthPort(MessagePort, Protocol):
     @property
-    def role(self) -> str: ...
+    def role(self) -> Literal["client", "worker"]: ...
     @property
     def peer_id(self) -> str: ...
     @property

@@ -222,6 +222,7 @@ async def enable_send(sctp, sizes: tuple[int, ...] = (PACKET_SIZE, RELAY_PACKET_
     if not prepare_receive(sctp):
         return False
     state = _state(sctp)
+    assert state is not None  # prepare_receive installed it
     if state.large_send:
         return True
     for packet_size in sizes:

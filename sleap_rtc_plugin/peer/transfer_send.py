@@ -263,7 +263,7 @@ class Sender:
             raise TransferError("io_error", f"{path}: {exc}") from None
         except (direct.DirectPathError, OSError) as exc:  # ssl.SSLError and socket.timeout are OSErrors
             if out.core.error is not None:
-                raise out.core.error
+                raise out.core.error from exc
             why = str(exc) or type(exc).__name__
             log.warning("send %s: direct stream broke at %d of %d bytes (%s); waiting for the receiver's resume point", result.name, sent[0], size, why)
             try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ OnClose = Callable[[str], None]
 
 class Transport(Protocol):
     max_message_size: int
+    #: The ``RTCPeerConnection`` beneath (ICE path reports, the direct path's host), or None.
+    pc: Any
 
     def start(self, on_message: OnMessage, on_close: OnClose) -> None:
         """Begin delivering messages (in order) and the close notification."""
@@ -43,6 +45,18 @@ class Transport(Protocol):
 
     @property
     def is_closed(self) -> bool: ...
+
+    def prepare_large_packets(self) -> bool:
+        """Accept large packets from the peer before announcing them; False when unsupported."""
+        ...
+
+    async def enable_large_packets(self) -> bool:
+        """Send large packets once the peer announced it accepts them."""
+        ...
+
+    def chunk_payload(self, header: int, default: int) -> int:
+        """File bytes per binary message (``default`` unless the transport was tuned)."""
+        ...
 
 
 class DataChannelTransport:

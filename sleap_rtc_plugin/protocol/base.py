@@ -127,7 +127,7 @@ class Registry:
 
 def build(cls: type[M], data: dict[str, Any], *, where: str) -> M:
     """Construct ``cls`` from ``data``, checking every field against its annotation."""
-    hints = _hints(cls)
+    hints = _hints(typing.cast(type, cls))
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
@@ -192,7 +192,7 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ProtocolError("wrong_type", f"{where} must be an object")
-        return build(hint, value, where=where)
+        return build(typing.cast(Any, hint), value, where=where)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProtocolError("wrong_type", f"{where} must be a number, not {type(value).__name__}")

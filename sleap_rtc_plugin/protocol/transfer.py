@@ -1,7 +1,7 @@
 """File-transfer control frames on the client<->worker data channel.
 
 Bulk bytes never travel as JSON: each chunk is one *binary* data-channel message
-with a fixed header (see :mod:`sleap_rtc_plugin.peer.frames`). These JSON frames
+with a fixed header (see :mod:`sleap_rtc_plugin.peer.transfer_core`). These JSON frames
 negotiate a transfer, resume it and report its outcome. Exchange::
 
     sender                                   receiver

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from .package import JobSpec, PackageError, open_package
 from .private import private_dir
-from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob
+from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob, TrainingResult
 from .unpack import Limits
 from .slurm.adopt import JOB_RECORD, write_job_record
 
@@ -184,7 +184,7 @@ class JobEngine:
             if exc.errno != errno.ENOSPC:
                 raise
             raise JobFailedError(f"worker disk is full ({exc.strerror}) while running the job", own_error=False, code="disk_full") from None
-        if self.kind == "train":
+        if isinstance(result, TrainingResult):
             return JobOutput(run_dirs=list(result.run_dirs))
         return JobOutput(files=list(result.predictions))
 

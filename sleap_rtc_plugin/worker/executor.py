@@ -19,7 +19,7 @@ import os
 import re
 import signal
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ class LocalExecutor:
 
     async def start(self, argv: list[str], *, cwd: Path, env: dict[str, str], on_line: LineSink,
                     on_message: MessageSink, key: str) -> LocalExecution:
+        posix_only: dict[str, Any] = {"umask": 0o077} if os.name != "nt" else {}  # models and predictions are the lab's data
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -165,7 +166,7 @@ class LocalExecutor:
             cwd=str(cwd),
             env=env,
             start_new_session=os.name != "nt",
-            **({"umask": 0o077} if os.name != "nt" else {}),  # models and predictions are the lab's data
+            **posix_only,
         )
         logger.info("job %s: sleap-nn pid %d", self.job_id, proc.pid)
         return LocalExecution(self.job_id, proc, on_line, self.stream_timeout)

@@ -50,7 +50,7 @@ def _cuda_version(nvml: ModuleType) -> str | None:
 def probe_gpus(nvml: ModuleType | None = None) -> dict:
     """GPU part of the capabilities; ``cpu`` when NVML is absent or fails."""
     nvml = nvml if nvml is not None else _load_nvml()
-    cpu = {"accelerator": "cpu", "gpus": [], "driver": None, "cuda": None}
+    cpu: dict[str, Any] = {"accelerator": "cpu", "gpus": [], "driver": None, "cuda": None}
     if nvml is None:
         logger.debug("pynvml not installed; reporting CPU only")
         return cpu

@@ -72,7 +72,8 @@ def load(data_dir: Path) -> Identity:
     if not isinstance(raw, dict):
         return Identity()
     known = {f.name: f.type for f in fields(Identity)}
-    ident = Identity(**{k: v for k, v in raw.items() if k in known and k != "secret" and isinstance(v, (str, int, type(None)))})
+    kept: dict[str, Any] = {k: v for k, v in raw.items() if k in known and k != "secret" and isinstance(v, (str, int, type(None)))}
+    ident = Identity(**kept)
     try:
         ident.secret = (data_dir / SECRET_FILE).read_text().strip() or None
     except OSError:
@@ -130,7 +131,7 @@ def _lock(fh: IO[str]) -> None:
     except ImportError:  # Windows
         import msvcrt
 
-        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows-only module
         return
     fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 

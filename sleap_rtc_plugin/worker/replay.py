@@ -1,6 +1,6 @@
 """What a client attaching late is shown first: the job's epochs so far and its last log lines.
 
-SLEAP's LossViewer draws a curve from ``epoch_end`` events only, so replaying those (and
+SLEAP's LossViewer draws a curve from ``epoch_begin``/``epoch_end`` events, so replaying those (and
 the ``train_begin`` that opens each model) redraws the curve as if the viewer had been
 open from the start; batch events are not kept. The log tail is what "Show log" shows
 and what a failure report carries. Both are bounded, whatever the job prints.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Events worth replaying: the ones that draw the loss curve and mark model boundaries.
-REPLAYED_EVENTS = frozenset({"train_begin", "epoch_end", "train_end"})
+REPLAYED_EVENTS = frozenset({"train_begin", "epoch_begin", "epoch_end", "train_end"})
 MAX_EVENTS = 5000
 LOG_TAIL_LINES = 200
 

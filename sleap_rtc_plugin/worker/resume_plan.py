@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from .finish import is_final
 from .package import ModelSpec
@@ -33,7 +33,7 @@ class Plannable(Protocol):
     finish_from: dict[str, Path]
 
 
-def plan_resume(engine: Plannable, models: Sequence[ModelSpec], handed: dict[str, Handed], attempt: int) -> list[str]:
+def plan_resume(engine: Plannable, models: Sequence[ModelSpec], handed: Mapping[str, Handed], attempt: int) -> list[str]:
     """Add ``save_last`` (what the relay sends) and a resume per handed-over model; return
     the heads that resume. A checkpoint for a model not in the package is ignored."""
     engine.overrides.append("trainer_config.model_ckpt.save_last=true")

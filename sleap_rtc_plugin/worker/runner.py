@@ -32,7 +32,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from sleap_rtc_plugin.protocol.names import is_plain_file_name
 from sleap_rtc_plugin.worker.package import InferenceSpec, JobSpec, ModelSpec
@@ -108,7 +108,7 @@ class TrainingJob(_Job):
         on_event: EventCallback | None = None,
         python: str | None = None,
         overrides: Sequence[str] = (),
-        model_overrides: dict[str, Sequence[str]] | None = None,
+        model_overrides: Mapping[str, Sequence[str]] | None = None,
         env: dict[str, str] | None = None,
         output_dir: str | Path | None = None,
         finish_from: dict[str, Path] | None = None,
@@ -124,7 +124,7 @@ class TrainingJob(_Job):
         self._model_overrides = {head: list(o) for head, o in (model_overrides or {}).items()}
         self._stop_requested = False
         self._stop_sent_at = 0.0
-        self._ctl_socket = None
+        self._ctl_socket: Any = None
         self.current_model: ModelSpec | None = None
         self.model_index = 0
         self.epoch: int | None = None

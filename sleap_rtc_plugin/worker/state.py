@@ -34,12 +34,18 @@ class WorkerBusy(RuntimeError):
 
 
 class RunningJob(Protocol):
+    """What the status machine needs of a job: its id, whether a process still runs, a summary."""
+
     job_id: str
 
     @property
     def running(self) -> bool: ...
 
     def describe(self) -> str: ...
+
+
+class SelfRunningJob(RunningJob, Protocol):
+    """A job :meth:`WorkerState.run` can await without arguments."""
 
     async def run(self) -> Any: ...
 
@@ -165,7 +171,7 @@ class WorkerState:
             raise InvalidTransition(f"job {self._job_id} on worker {self.name} still has a running process")
         self._set(Status.AVAILABLE, client_id=None, job_id=None, job_type=None, job=None)
 
-    async def run(self, job: RunningJob, job_type: str, client_id: str | None = None) -> Any:
+    async def run(self, job: SelfRunningJob, job_type: str, client_id: str | None = None) -> Any:
         """Start ``job``, await it, and release the worker once its process is gone."""
         self.start(job, job_type, client_id)
         try:

@@ -177,7 +177,7 @@ async def test_create_room_flood_is_rate_limited_per_address(tmp_path):
         assert flood.ws.close_code == 4000
 
         # Many connections from the same address share the budget: nothing more is created.
-        for i in range(10):
+        for _ in range(10):
             with pytest.raises(CoordinatorError) as err:
                 await create_room(server.url, 24)
             assert err.value.code == "rate_limited" and "try again in" in err.value.message

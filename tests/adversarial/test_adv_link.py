@@ -87,7 +87,7 @@ async def test_offer_with_a_path_as_job_id_is_refused_and_makes_nothing(coordina
     async with room_member(coordinator, room) as coord:
         for job_id in hostile_ids:
             with pytest.raises(CoordinatorError) as info:
-                await open_link(coord, worker, lambda sdp: {"offer": sdp, "intent": "submit", "job_id": job_id})
+                await open_link(coord, worker, lambda sdp, job_id=job_id: {"offer": sdp, "intent": "submit", "job_id": job_id})
             assert info.value.code in ("bad_offer", "bad_value"), (job_id, info.value)
             assert "job_id" in info.value.message and "letters, digits" in info.value.message
         with pytest.raises(CoordinatorError) as info:  # a well-formed id, a garbage SDP

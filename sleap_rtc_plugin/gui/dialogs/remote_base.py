@@ -26,6 +26,7 @@ from ..guards import project_problem
 from ..qt_async import spawn
 from .closing import ask_keep_or_cancel
 from .connection import ConnectionPanel
+from .queue_options import QueueOptionsBox
 from .errors import describe, is_user_cancel, show_error
 
 #: Stages during which the package is not yet whole on the worker: detaching waits.
@@ -56,6 +57,8 @@ class RemoteLearningDialog(LearningDialog):
         self.setWindowTitle(f"{self.TITLE} - {self.windowTitle()}")
         self.panel = ConnectionPanel(self, defaults=defaults)
         self.layout().insertWidget(1, self.panel)
+        self.queue_box = QueueOptionsBox(self)  # issue 17.1: the room's queue instead of a chosen worker
+        self.layout().insertWidget(2, self.queue_box)
         self.run_button.setText(self.RUN_TEXT)
         self.run_button.setToolTip("Send this job to a remote worker.")
         self.run_button.clicked.disconnect(self.run)
@@ -88,7 +91,8 @@ class RemoteLearningDialog(LearningDialog):
         """Run button: check, read the forms on this thread, then go async."""
         if self.busy:
             return
-        problem = project_problem(self.main_window) or self.panel.problem(need_worker=True)
+        queued = self.queue_box.isChecked()
+        problem = project_problem(self.main_window) or self.panel.problem(need_worker=not queued) or self.queue_box.problem()
         if problem:
             self.inform("Cannot submit yet", problem, QtWidgets.QMessageBox.Warning)
             return

@@ -43,7 +43,8 @@ class RemoteInferenceDialog(RemoteLearningDialog):
             packaging.write_inference_package, request, self.workdir(), thread_progress(self.panel, "Embedding frames")
         )
         project_dir = Path(request.labels_filename).parent
-        self.handle = client_api().submit_inference(package.path, spec, project_dir=project_dir, inputs=package.inputs)
+        self.handle = client_api().submit_inference(package.path, spec, project_dir=project_dir, inputs=package.inputs,
+                                                     queue=self.queue_box.queue_options())
         logger.info("inference job %s submitted (%s, %d video(s) sent whole)", self.handle.job_id, package.path.name, len(package.inputs))
         await self._follow_to_end(request, spec, project_dir)
 

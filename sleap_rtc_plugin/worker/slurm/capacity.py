@@ -72,7 +72,7 @@ def summarize(rows: list[dict[str, Any]], opts: SlurmOptions) -> dict[str, Any]:
             p["free_gpus"][k] = p["free_gpus"].get(k, 0) + v
         if sum(free.values()) > sum(best.values()):
             best = free
-    gpus = []
+    gpus: list[dict[str, Any]] = []
     for name, count in sorted(best.items()):
         memory = int(opts.gpu_memory_mb.get(name, 0))
         gpus += [{"index": len(gpus), "name": name, "memory_total_mb": memory, "memory_free_mb": memory} for _ in range(count)]

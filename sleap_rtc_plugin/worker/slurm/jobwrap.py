@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 _PORT_KEYS = {"publish": "++trainer_config.zmq.publish_port=", "controller": "++trainer_config.zmq.controller_port="}
 
@@ -36,7 +37,9 @@ def main(args: list[str]) -> int:
     state_dir, sep, argv = Path(args[0]), args[1], args[2:]
     if sep != "--" or not argv:
         sys.exit("usage: jobwrap STATE_DIR -- COMMAND...")
-    sub = pub = ctx = None
+    sub: Any = None  # zmq sockets and context, only when the command publishes progress
+    pub: Any = None
+    ctx: Any = None
     if any(a.startswith(_PORT_KEYS["publish"]) for a in argv):
         import zmq
 
