@@ -318,6 +318,14 @@ def train_section(args, root: Path, worker: WorkerProcess) -> dict:
     return out
 
 
+def _section(fn, *args, **kw) -> dict:
+    """One section's figures, or its error: a failing section never loses the other's."""
+    try:
+        return fn(*args, **kw)
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON
+        return {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="local/remote pairs, alternating (default 1)")
@@ -343,11 +351,15 @@ def main() -> None:
                     "worker_start_s": round(worker.start_s, 2)}
     try:
         if args.what in ("train", "both"):
-            result["training"] = train_section(args, root / "train", worker)
+            result["training"] = _section(train_section, args, root / "train", worker)
         if args.what in ("inference", "both"):
             from parity_inference import inference_section
 
-            result["inference"] = inference_section(args, root / "infer", worker, result.get("training", {}).get("model_dir"))
+            def train_model(labels_path: Path) -> Path:
+                return run_local_training(Dialog(labels_path, 1, args.steps), root / "model.log")["run_dir"]
+
+            result["inference"] = _section(inference_section, args, root / "infer", worker, result.get("training", {}).get("model_dir"),
+                                           make_project=make_project, train_model=train_model)
     finally:
         worker.stop()
         if tmp is not None:

@@ -94,15 +94,14 @@ def _remote(labels_path: Path, labels, model_dir: Path, frames: list[int], param
             "inputs": sorted(package.inputs), "predictions": str(outcome.predictions), "progress_events": len(progress)}
 
 
-def inference_section(args, root: Path, worker, model_dir: str | None) -> dict:
+def inference_section(args, root: Path, worker, model_dir: str | None, *, make_project, train_model) -> dict:
+    """``make_project(folder, frames, labeled)`` and ``train_model(labels_path)`` come from ``parity.py``."""
     import sleap_io as sio
-
-    from parity import Dialog, make_project, run_local_training
 
     root.mkdir(parents=True, exist_ok=True)
     labels_path = make_project(root / "project", args.frames, args.labeled)
     if model_dir is None:
-        model_dir = str(run_local_training(Dialog(labels_path, 1, args.steps), root / "train.log")["run_dir"])
+        model_dir = str(train_model(labels_path))
     labels = sio.load_slp(str(labels_path))
     frames = list(range(len(labels.videos[0])))
     params = _dialog_params(labels_path, labels)

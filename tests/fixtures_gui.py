@@ -132,3 +132,28 @@ def close_event_loop() -> None:
     if isinstance(loop, qasync.QEventLoop) and not loop.is_closed() and not loop.is_running():
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def sleap_run_training_with(window, run_dir: Path) -> tuple[str, list]:
+    """Open SLEAP's own Run Training dialog, pick the model in ``run_dir`` as a user would and
+    touch its tab (SLEAP copies a tab's values into the pipeline form on any edit).
+    Returns the "Runs Folder" it then shows and the configs a local training would run."""
+    from sleap.gui.learning.dialog import LearningDialog
+
+    dialog = LearningDialog("training", window.state["filename"], window.labels, parent=window)
+    try:
+        picked = False
+        for tab in dialog.tabs.values():
+            widget = tab._cfg_list_widget
+            for idx in range(widget.count() if widget is not None else 0):
+                info = widget.getConfigInfoByMenuIdx(idx)
+                if info is not None and Path(info.path).parent == run_dir:
+                    widget.setCurrentIndex(idx)
+                    widget.onSelectionIdxChange(idx)
+                    dialog.on_tab_data_change(tab.head)
+                    picked = True
+        assert picked, f"SLEAP's Run Training does not list {run_dir}"
+        form = dialog.pipeline_form_widget.get_form_data()
+        return form["trainer_config.ckpt_dir"], dialog.get_every_head_config_data(form)
+    finally:
+        dialog.close()

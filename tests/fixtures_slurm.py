@@ -40,7 +40,8 @@ class SlurmCluster:
         return {"SLURM_CONF": str(self.conf)}
 
     def run(self, *argv: str) -> str:
-        out = subprocess.run(list(argv), env={**os.environ, **self.env}, capture_output=True, text=True, timeout=30)
+        # cwd: an sbatch --wrap without --output writes slurm-<id>.out there, not into the checkout.
+        out = subprocess.run(list(argv), env={**os.environ, **self.env}, capture_output=True, text=True, timeout=30, cwd=self.root)
         return out.stdout
 
     def jobs(self) -> list[str]:

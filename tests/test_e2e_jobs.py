@@ -202,10 +202,10 @@ async def test_submit_announcing_another_package_is_refused_at_once(cpu_worker, 
     """The worker answers a job_submit whose package hash matches no file it received without waiting for more files."""
     import time
 
-    from sleap_rtc_plugin.client import api
+    from sleap_rtc_plugin.client import job_handle
 
-    real = api.JobSubmit
-    monkeypatch.setattr(api, "JobSubmit", lambda **kw: real(**{**kw, "package_sha256": "0" * 64}))
+    real = job_handle.JobSubmit
+    monkeypatch.setattr(job_handle, "JobSubmit", lambda **kw: real(**{**kw, "package_sha256": "0" * 64}))
     handle = submit_training(training_package, spec_for(cpu_worker), project_dir=project)
     started = time.monotonic()
     with pytest.raises(RemoteError) as info:

@@ -42,7 +42,10 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
     from sleap_rtc_plugin.gui.plugin import show_dialog
 
     dialog = show_dialog(main_window, "train_remotely")
+    from sleap.gui.widgets.frame_target_selector import FrameTargetSelection
+
     dialog.pipeline_form_widget.set_form_data({"_pipeline": "single"})
+    dialog.frame_target_selector.set_selection(FrameTargetSelection(target_key="nothing"))  # training only
     panel = dialog.panel
     panel.session_string.setText(worker_process.session_string)
     assert panel.server_url.text() == worker_process.server_url  # the string's own coordinator
@@ -60,11 +63,14 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
                             and any(stage == "Training" and "epoch 1/6" in text for stage, text in panel.job_stages.history))
         except AssertionError:
             history = panel.job_stages.history if panel.job_stages is not None else None
+            box = dialog.last_message
+            box_text = (box.windowTitle(), box.text(), box.detailedText()) if box is not None else None
+            worker_lines = "".join(line for line in worker_process.output if "coordinator." not in line)[-3000:]
             raise AssertionError(f"no first epoch: busy={dialog.busy} status={panel.status.text()!r} history={history} "
-                                 f"worker={''.join(worker_process.output[-30:])}") from None
+                                 f"box={box_text} worker={worker_lines}") from None
         tracker = panel.job_stages
         # the upload ended full, in MB, and said where it went and how fast
-        assert tracker.sent_words and re.fullmatch(r"sent \d+\.\d MB to .+ in \d+\.\d s \(\d+\.\d MB/s\)", tracker.sent_words[-1]), tracker.sent_words
+        assert tracker.sent_words and re.fullmatch(r"sent \d+\.\d+ MB to .+ in \d+\.\d s \(\d+\.\d+ MB/s\)", tracker.sent_words[-1]), tracker.sent_words
         stages = [stage for stage, _ in tracker.history]
         assert stages.index("Packaging") < stages.index("Uploading") < stages.index("Training"), stages
         assert not [text for _, text in tracker.history if JARGON.search(text)], tracker.history

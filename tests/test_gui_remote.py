@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from fixtures_e2e import worker_process  # noqa: F401
-from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync  # noqa: F401
+from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync, sleap_run_training_with  # noqa: F401
 
 pytestmark = pytest.mark.gui
 
@@ -121,7 +122,10 @@ def test_error_boxes_say_what_to_do(qapp_module):
         "connection_lost": "Connection lost",
         "choose_worker": "Choose a worker",
         "no_room": "Cannot join the room",
-        "worker_failed": "Remote job failed",
+        "job_failed": "Remote job failed",
+        "worker_failed": "The worker could not prove who it is",  # peer/auth.py: the worker failed the room-secret check
+        "job_cancelled": "Job cancelled elsewhere",
+        "unreachable": "Cannot reach the coordinator",
         "something_new": "Remote job error",
     }
     for code, title in expected.items():
@@ -153,7 +157,7 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
 
     dialog = _open(main_window, "train_remotely")
     dialog.pipeline_form_widget.set_form_data({"_pipeline": "single"})  # SLEAP 1.6.6's key ("single animal" is ignored)
-    assert dialog.current_pipeline == "single" and list(dialog.tabs) == ["single_instance"], (dialog.current_pipeline, list(dialog.tabs))
+    assert dialog.current_pipeline == "single" and dialog.shown_tab_names == ["single_instance"], (dialog.current_pipeline, dialog.shown_tab_names)
     dialog.frame_target_selector.set_selection(FrameTargetSelection(target_key="video"))  # Inference Target: predict after training
     panel = dialog.panel
     panel.server_url.setText(worker_process.server_url)
@@ -176,6 +180,9 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
         assert d.parent.name == "models"
         heads = yaml.safe_load((d / "training_config.yaml").read_text())["model_config"]["head_configs"]
         assert [k for k, v in heads.items() if v] == ["single_instance"]  # the pipeline the dialog showed is the one trained
+        assert str(tmp_path / "worker-data") not in (d / "training_config.yaml").read_text()  # no path into the worker's job folder
+    runs_folder, _ = sleap_run_training_with(main_window, dialog.model_dirs[0])  # SLEAP's own Run Training afterwards
+    assert Path(runs_folder) == Path(main_window.state["filename"]).parent / "models"
     assert dialog.loss_viewer.plateau_patience is not None  # "Epochs in Plateau: N / 5", as SLEAP's runner sets it
     summary = dialog.inference_summary  # the Inference Target ran after training, remotely
     assert summary is not None and 0 < summary.frames_total <= len(main_window.labels.videos[0]), dialog.panel.status.text()

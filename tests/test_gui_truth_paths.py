@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
-from fixtures_gui import main_window, project_path, qapp_module  # noqa: F401
+from fixtures_gui import main_window, project_path, qapp_module, sleap_run_training_with  # noqa: F401
 from sleap_rtc_plugin.client.results import install_results
 from sleap_rtc_plugin.protocol.peer import ResultFile
 
@@ -54,32 +54,11 @@ def test_installed_config_names_no_worker_path(trained_model, tmp_path):  # noqa
 
 
 def test_sleap_run_training_prefills_the_projects_models_folder(main_window, trained_model, tmp_path):  # noqa: F811
-    from sleap.gui.learning.dialog import LearningDialog
-
     project_dir = Path(main_window.state["filename"]).parent
     run_dir = _install(trained_model, project_dir, tmp_path)
-    dialog = LearningDialog("training", main_window.state["filename"], main_window.labels, parent=main_window)
-    try:
-        picked = []
-        for tab in dialog.tabs.values():
-            widget = tab._cfg_list_widget
-            if widget is None:
-                continue
-            for idx in range(widget.count()):
-                info = widget.getConfigInfoByMenuIdx(idx)
-                if info is not None and Path(info.path).parent == run_dir:
-                    widget.setCurrentIndex(idx)  # the user picks the returned model, as in SLEAP
-                    widget.onSelectionIdxChange(idx)
-                    picked.append(info)
-                    dialog.on_tab_data_change(tab.head)  # what SLEAP does on any edit in the model's tab
-        assert picked, "SLEAP's Run Training does not list the returned model"
-        form = dialog.pipeline_form_widget.get_form_data()
-        assert Path(form["trainer_config.ckpt_dir"]) == project_dir / "models"  # "Runs Folder"
-        for info in dialog.get_every_head_config_data(form):  # what a local training would run with
-            assert Path(info.config.trainer_config.ckpt_dir) == project_dir / "models"
-            assert str(trained_model.job_dir) not in str(info.config.data_config.train_labels_path)
-        from omegaconf import OmegaConf
-
-        assert str(trained_model.job_dir) not in OmegaConf.to_yaml(picked[0].config)
-    finally:
-        dialog.close()
+    runs_folder, configs = sleap_run_training_with(main_window, run_dir)
+    assert Path(runs_folder) == project_dir / "models"  # "Runs Folder"
+    assert configs
+    for info in configs:  # what a local training would run with
+        assert Path(info.config.trainer_config.ckpt_dir) == project_dir / "models"
+        assert str(trained_model.job_dir) not in str(info.config.data_config.train_labels_path)

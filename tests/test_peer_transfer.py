@@ -191,9 +191,11 @@ async def test_50mb_transfer_resumes_after_connection_drop(tmp_path):
     digest = sha(src)
     client, worker, rx = await authed_pair(tmp_path)
 
+    closing = []
+
     def drop_midway(done, total):
-        if done >= total // 2 and not client._closing:
-            asyncio.ensure_future(client.transport.pc.close())
+        if done >= total // 2 and not client._closing and not closing:
+            closing.append(asyncio.ensure_future(client.transport.pc.close()))
 
     with pytest.raises(LinkClosedError) as err:
         await client.send_file(src, progress=drop_midway)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sleap_rtc_plugin.worker.refusals import PackageError
-from sleap_rtc_plugin.worker.sleapnn_args import (
+from sleap_rtc_plugin.jobspec.refusals import PackageError
+from sleap_rtc_plugin.jobspec.sleapnn_args import (
     COMMON_FLAGS,
     PREDICT_FLAGS,
     check_device,

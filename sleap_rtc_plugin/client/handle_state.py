@@ -49,7 +49,7 @@ def state_of(reported: str, current: JobState) -> JobState:
 
 def state_after_error(code: str, current: JobState) -> JobState:
     """The state a job is left in when its session ends with error ``code``."""
-    if code == "job_cancelled":
+    if code in ("job_cancelled", "cancelled"):
         return S.CANCELLED
     if code in ("connection_lost", "coordinator_lost", "disk_full", "io_error"):
         return current  # it goes on remotely (or its results wait): attach again

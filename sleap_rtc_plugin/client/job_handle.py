@@ -98,6 +98,7 @@ class JobHandle:
         self._controller_port = controller_port
         self._events: asyncio.Queue[JobEvent | None] = asyncio.Queue()
         self._link = None
+        self._link_ready = False
         self._detached = False
         self.queue = queue
         self.cancel_requested = False
@@ -151,7 +152,7 @@ class JobHandle:
     @property
     def controllable(self) -> bool:
         """Stop early / cancel can reach the job now (a link to its worker, or its queue)."""
-        return self._link is not None or (self.queue is not None and self._coord is not None)
+        return (self._link is not None and self._link_ready) or (self.queue is not None and self._coord is not None)
 
     # -- internals ------------------------------------------------------------
     def _emit(self, kind: EventKind, /, **data: Any) -> None:
@@ -174,7 +175,12 @@ class JobHandle:
     async def _run(self) -> JobOutcome:
         try:
             await self._start_record()
-            outcome = await self._session()
+            try:
+                outcome = await self._session()
+            except (RemoteError, ConnectError, AuthError, TransferError, LinkClosedError, PeerLinkError):
+                if not self._detached:
+                    raise
+                outcome = JobOutcome(self.job_id, self.kind, self.worker.peer_id if self.worker else "", detached=True)  # left running
             self._emit("result", outcome=outcome)
             return outcome
         except RemoteError as exc:
@@ -304,6 +310,7 @@ class JobHandle:
                               max_size=int(self._settings.get("transfer.max_file_mb", 20480)) * 2**20,
                               cache_max_bytes=cap_bytes(self._settings))
             await link.authenticate(secret)
+            self._link_ready = True
             if intent == "attach":
                 await link.send(Attach(job_id=self.job_id, owner=self.owner))
             if intent == "submit":
@@ -314,7 +321,7 @@ class JobHandle:
         finally:
             await link.close("job session over")
             if self._link is link:
-                self._link = None
+                self._link, self._link_ready = None, False
 
 
     async def _send_package(self, link) -> None:

@@ -2,7 +2,7 @@
 
 Takes the installed sleap-nn's flags for what to predict (``--data_path``, repeatable
 ``--model_paths``, ``--frames``, ``--video_index``, ``-o``, ``--device`` and the tuning
-and tracking flags a worker accepts -- :mod:`..worker.sleapnn_args` is the one list),
+and tracking flags a worker accepts -- :mod:`..jobspec.sleapnn_args` is the one list),
 packages the models, sends the video beside them (the worker caches it by content) and
 writes the predictions where sleap-nn would, pointing at the user's own video.
 """

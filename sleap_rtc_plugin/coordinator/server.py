@@ -31,7 +31,6 @@ from .. import __version__
 from ..protocol.base import MAX_FRAME_BYTES, ProtocolError
 from ..protocol.coordinator import (
     COORDINATOR,
-    MAX_SDP,
     CreateRoom,
     Discover,
     IceRefresh,
@@ -45,14 +44,12 @@ from ..protocol.coordinator import (
     RoomCreated,
     UpdatePeer,
 )
-from ..protocol.offer import decode_offer
-from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, ClientReport, JobReport, Queued, QueueCancel, QueueSubmit, QueueWatch
+from ..protocol.queue import SENT_BY_COORDINATOR, AdminRequest, AdminResult, ClientReport, JobReport, QueueCancel, QueueSubmit, QueueWatch
 from .admin import AdminService
 from ..config import default
 from ..util.clock import SYSTEM_CLOCK, Clock
-from ..util.tasks import TaskSet
 from .audit_log import AuditWriter
-from .discovery import Query, peer_list_frame
+from .discovery import peer_list_frame
 from .edge import Edge, address_of
 from .jobstore import JobStore
 from .limits import EdgeLimits, is_loopback
@@ -60,7 +57,8 @@ from .link import CLOSE_DROPPED, OUTBOX_SIZE, Link, ref_of
 from .presence import PeerEntry, Presence
 from .queue import JobQueue
 from .queue_limits import QueueLimits
-from .registration import MAX_METADATA_BYTES, Registrar, apply_policy, json_size, labels_of
+from .registration import Registrar, apply_policy
+from .routing import PeerRequests
 from .store import RoomStore
 from .turn import TurnConfig
 
@@ -68,13 +66,9 @@ __all__ = ["CLOSE_DROPPED", "OUTBOX_SIZE", "CoordinatorServer", "Link", "peer_li
 
 log = logging.getLogger(__name__)
 
-#: Largest relay payload (JSON-encoded); SDP offers are a few KiB.
-MAX_PAYLOAD_BYTES = MAX_SDP
 #: Frames above MAX_FRAME_BYTES but below this get a typed ``oversize`` error; larger
 #: ones make websockets close the socket (1009) before the frame is even buffered.
 WS_MAX_SIZE = 4 * MAX_FRAME_BYTES
-#: Peers returned by one discover when the caller sets no limit.
-DEFAULT_DISCOVER_LIMIT = 200
 
 _CLIENT_BOUND = {"room_created", "registered", "peer_list", "ok", "error"} | SENT_BY_COORDINATOR
 
@@ -116,7 +110,7 @@ class CoordinatorServer:
         )
         self.admin = AdminService(self)
         self.registrar = Registrar(self)
-        self._tasks = TaskSet(log, "coordinator")
+        self.requests = PeerRequests(self)
         self.edge = Edge(limits, self._audit_now)
         self.ssl_context = ssl_context
         self.turn = turn or TurnConfig()
@@ -165,7 +159,7 @@ class CoordinatorServer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._heartbeat_task = self._queue_task = None
-        await self._tasks.aclose()
+        await self.requests.aclose()
         await self.registrar.aclose()
         if self._server is not None:
             self._server.close(close_connections=True)
@@ -362,16 +356,16 @@ class CoordinatorServer:
         if link.entry is None:
             raise ProtocolError("not_registered", f"send 'register' before {msg.TYPE!r}", ref=ref)
         if isinstance(msg, UpdatePeer):
-            self._on_update(link, msg)
+            self.requests.update(link, msg)
         elif isinstance(msg, Discover):
-            self._on_discover(link, msg)
+            self.requests.discover(link, msg)
         elif isinstance(msg, IceRefresh):
             servers, expires = self.turn.ice_servers(link.entry.peer_id)
             link.send(IceServers(servers=servers, expires=expires, ref=msg.ref))
         elif isinstance(msg, Relay):
-            self._on_relay(link, msg)
+            self.requests.relay(link, msg)
         elif isinstance(msg, (QueueSubmit, QueueWatch, QueueCancel, ClientReport)):
-            await self._on_queue_request(link, msg)
+            await self.requests.queue_request(link, msg)
         elif isinstance(msg, JobReport):
             if link.entry.role != "worker":
                 raise ProtocolError("not_worker", "only workers report on jobs", ref=msg.ref)
@@ -386,88 +380,3 @@ class CoordinatorServer:
         if admin is not None:
             self.audit("room_created", f"admin:{admin}", room_id=room_id, detail={"ttl_hours": msg.ttl_hours})
         link.send(RoomCreated(room_id=room_id, token=token, expires_at=expires_at, ref=msg.ref))
-
-    async def _on_queue_request(self, link: Link, msg: QueueSubmit | QueueWatch | QueueCancel | ClientReport) -> None:
-        entry = link.entry
-        assert entry is not None
-        if entry.role != "client":
-            raise ProtocolError("not_client", f"only clients send {msg.TYPE}", ref=msg.ref)
-        if isinstance(msg, QueueSubmit):
-            if json_size(msg.spec) > MAX_METADATA_BYTES:
-                raise ProtocolError("oversize", f"job spec exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
-            job = await self.queue.submit(entry, msg)
-            link.send(Queued(job_id=job.job_id, position=self.queue.position(job) or 0, ref=msg.ref))
-            await self.queue.dispatch(entry.room_id)
-        elif isinstance(msg, QueueWatch):
-            await self.queue.watch(entry, msg.job_id, msg.ref, owner=msg.owner)
-        elif isinstance(msg, ClientReport):
-            await self.queue.client_report(entry, msg)
-            link.send(Ok(ref=msg.ref))
-        else:
-            await self.queue.cancel(entry, msg.job_id, actor=entry.peer_id, ref=msg.ref, owner=msg.owner)
-            link.send(Ok(ref=msg.ref))
-
-    def _on_update(self, link: Link, msg: UpdatePeer) -> None:
-        entry = link.entry
-        assert entry is not None
-        if msg.metadata is not None and json_size(msg.metadata) > MAX_METADATA_BYTES:
-            raise ProtocolError("oversize", f"metadata exceeds {MAX_METADATA_BYTES} bytes", ref=msg.ref)
-        if msg.status is not None and msg.status != entry.status:
-            log.info("peer status room=%s peer=%s %s -> %s", entry.room_id, entry.peer_id, entry.status, msg.status)
-        entry.update(status=msg.status, metadata=msg.metadata)
-        if msg.status is not None:
-            entry.reported_status = msg.status
-        if msg.metadata is not None:
-            entry.reported_labels = labels_of(msg.metadata)
-        self.apply_policy(entry)
-        link.send(Ok(ref=msg.ref))
-        if entry.role == "worker" and entry.status == "available":
-            self._tasks.spawn(self._dispatch_quietly(entry.room_id), name="dispatch")
-
-    async def _dispatch_quietly(self, room_id: str) -> None:
-        try:
-            await self.queue.dispatch(room_id)
-        except Exception:  # noqa: BLE001 - the next queue tick retries
-            log.exception("dispatch in room %s failed", room_id)
-
-    def _on_discover(self, link: Link, msg: Discover) -> None:
-        entry = link.entry
-        assert entry is not None
-        if msg.limit is not None and msg.limit < 1:
-            raise ProtocolError("bad_value", "limit must be at least 1", ref=msg.ref)
-        if msg.min_gpu_memory_mb is not None and msg.min_gpu_memory_mb < 0:
-            raise ProtocolError("bad_value", "min_gpu_memory_mb must not be negative", ref=msg.ref)
-        room = self.presence.room(entry.room_id)
-        assert room is not None  # the asker itself is in it
-        query = Query.of(role=msg.role, status=msg.status, min_gpu_memory_mb=msg.min_gpu_memory_mb, labels=msg.labels)
-        limit = msg.limit or DEFAULT_DISCOVER_LIMIT
-        link.send_text(room.peer_list(query, exclude=entry.peer_id, ref=msg.ref, limit=limit, budget=MAX_FRAME_BYTES - 1024))
-
-    def _on_relay(self, link: Link, msg: Relay) -> None:
-        sender = link.entry
-        assert sender is not None
-        if json_size(msg.payload) > MAX_PAYLOAD_BYTES:
-            raise ProtocolError("oversize", f"relay payload exceeds {MAX_PAYLOAD_BYTES} bytes", ref=msg.ref)
-        target = self.presence.get(sender.room_id, msg.target)
-        if target is None:
-            raise ProtocolError("unknown_peer", f"no peer {msg.target[:64]!r} is connected in this room; discover again", ref=msg.ref)
-        if msg.kind == "offer" and target.role == "worker" and self.queue.drained(target.room_id, target.peer_id):
-            self._check_draining(target, sender, msg.payload, msg.ref)
-        target.link.send(Relay(target=target.peer_id, kind=msg.kind, payload=msg.payload, source=sender.peer_id))
-        log.debug("relayed %s room=%s %s -> %s", msg.kind, sender.room_id, sender.peer_id, target.peer_id)
-        link.send(Ok(ref=msg.ref))
-
-    def _check_draining(self, target: PeerEntry, sender: PeerEntry, payload: dict[str, Any], ref: str | None) -> None:
-        """A draining worker still takes attaches and the offer for the queued job it holds.
-
-        The only place the coordinator reads a relay payload; it decodes it as the worker will.
-        """
-        try:
-            offer = decode_offer(payload)
-        except ProtocolError as exc:
-            raise ProtocolError(exc.code, f"offer payload refused: {exc.message}", ref=ref) from None
-        held = self.queue.holding(target.room_id, target.peer_id)
-        job = self.queue.jobs.get(held) if held else None
-        own_job = job is not None and job.client_id == sender.peer_id and offer.job_id == job.job_id
-        if offer.intent != "attach" and not own_job:
-            raise ProtocolError("worker_draining", f"worker {target.peer_id} is draining and takes no new jobs; pick another worker or use --queue", ref=ref)

@@ -135,9 +135,19 @@ class RemoteJobsPanel(QtWidgets.QDialog):
         self.timer.stop()
         super().hideEvent(event)
 
-    def reload(self) -> asyncio.Future:
+    def reload(self) -> asyncio.Future | None:
         """Reread the job list (files only: cheap, every second while shown)."""
+        if self._loop_gone():
+            self.timer.stop()
+            return None
         return spawn(self._reload(False), on_error=self._say_error)
+
+    @staticmethod
+    def _loop_gone() -> bool:
+        try:
+            return asyncio.get_event_loop_policy().get_event_loop().is_closed()
+        except RuntimeError:
+            return True
 
     def refresh(self) -> asyncio.Future:
         """Reread the list and ask the coordinator about queued jobs."""
@@ -395,6 +405,8 @@ class RemoteJobsPanel(QtWidgets.QDialog):
             spawn(handle.detach(), on_error=lambda exc: logger.warning("detach failed: %s", exc))
         for key in list(self.viewers):
             self._close_viewer(key)
+        self.timer.stop()
+        self.hide()
 
 
 def show_jobs_panel(window: Any) -> RemoteJobsPanel:

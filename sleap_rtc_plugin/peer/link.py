@@ -30,6 +30,7 @@ from ..protocol import PEER, Message, ProtocolError
 from ..protocol.peer import AuthChallenge, AuthResponse, AuthResult, Hello, Keepalive, PeerError
 from ..protocol.transfer import TRANSFER_TYPES
 from ..util.ratelimited_log import collapse_repeats
+from ..util.tasks import spawn
 from . import auth
 from .errors import AuthError, LinkClosedError
 from .fastpath import SCTP, FastPaths
@@ -186,7 +187,7 @@ class PeerLink:
             if self.preauth_frames > self.max_preauth_frames:
                 if self.preauth_frames == self.max_preauth_frames + 1:
                     peer_log.warning("peer link %s: more than %d frames before authentication; closing", self.peer_id or self.role, self.max_preauth_frames)
-                    asyncio.ensure_future(self.close(f"more than {self.max_preauth_frames} frames before authentication"))
+                    spawn(self.close(f"more than {self.max_preauth_frames} frames before authentication"), name="close-flooded-link")
                 return
         self._raw.put_nowait(frame)
 

@@ -37,6 +37,8 @@ import socket
 import types
 from dataclasses import dataclass, field
 
+from ..util.tasks import spawn
+
 log = logging.getLogger(__name__)
 
 PINNED = "1.16.0"
@@ -251,7 +253,7 @@ def _install_delayed_sack(sctp, state: _State, sctp_mod) -> None:
     def _fire() -> None:
         state.timer = None
         if sctp._sack_needed and sctp._association_state == established:
-            asyncio.ensure_future(_send_now())
+            spawn(_send_now(), name="sctp-delayed-sack")
 
     async def _send_now() -> None:
         state.pending = 0

@@ -19,8 +19,9 @@ from typing import Any, Awaitable, Callable
 
 from .package import JobSpec, PackageError, open_package
 from .private import private_dir
-from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob, TrainingResult
-from .unpack import Limits
+from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob, TrainingResult, hydra_value
+from ..protocol.names import is_plain_file_name
+from ..jobspec.archive import Limits
 from .slurm.adopt import JOB_RECORD, write_job_record
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ class JobEngine:
         if self.executor_factory is not None:
             gpus = self.options.get("gpu_count")
             executor = self._executor = self.executor_factory(self.job_id, self.job_dir, gpus=gpus if isinstance(gpus, int) and 0 <= gpus <= 64 else None)
+            await asyncio.to_thread(self._stage_resume_checkpoints)
             if self.adopt_meta:
                 await asyncio.to_thread(write_job_record, self)
         if self.kind == "train":
@@ -187,6 +189,21 @@ class JobEngine:
         if isinstance(result, TrainingResult):
             return JobOutput(run_dirs=list(result.run_dirs))
         return JobOutput(files=list(result.predictions))
+
+    def _stage_resume_checkpoints(self) -> None:
+        """Compute nodes see the staging filesystem, not the worker's data dir where a relayed
+        checkpoint arrived: copy each resume checkpoint into the job dir and point sleap-nn there."""
+        prefix = "trainer_config.resume_ckpt_path="
+        for head, overrides in self.model_overrides.items():
+            for i, override in enumerate(overrides):
+                raw = override[len(prefix):] if override.startswith(prefix) else ""
+                path = Path(raw[1:-1].replace("\\${", "${") if raw[:1] in "\"'" else raw)
+                if not raw or not path.is_file() or path.resolve().is_relative_to(self.job_dir.resolve()) or not is_plain_file_name(head):
+                    continue
+                dest = self.job_dir / "resume" / f"{head}.ckpt"
+                dest.parent.mkdir(mode=0o700, exist_ok=True)
+                shutil.copyfile(path, dest)
+                overrides[i] = prefix + hydra_value(dest.resolve().as_posix())
 
     @property
     def outlives_worker(self) -> bool:

@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .sleapnn_args import inside
+from ..jobspec.sleapnn_args import inside
 
 
 def is_final(epoch: int | None, max_epochs: int | None) -> bool:

@@ -31,10 +31,10 @@ from typing import Any, Sequence
 import yaml
 
 from ..protocol.peer import INPUTS_DIR, plain_file_name
-from .refusals import PackageError
-from .sleapnn_args import check_device, check_extra_args, check_training_config, safe_run_name
-from .unpack import Limits, check_entry_name, check_zip, extract
+from ..jobspec.archive import Limits, check_entry_name, check_zip, extract
 from ..jobspec.heads import HEAD_ORDER, head_of
+from ..jobspec.refusals import PackageError
+from ..jobspec.sleapnn_args import check_device, check_extra_args, check_training_config, safe_run_name
 
 
 @dataclass

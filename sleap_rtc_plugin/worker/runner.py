@@ -37,13 +37,13 @@ from typing import Any, Mapping, Sequence
 from sleap_rtc_plugin.protocol.names import is_plain_file_name
 from sleap_rtc_plugin.worker.package import InferenceSpec, JobSpec, ModelSpec
 from sleap_rtc_plugin.worker.finish import complete_run_dir
-from sleap_rtc_plugin.worker.refusals import PackageError
+from sleap_rtc_plugin.jobspec.refusals import PackageError
 from sleap_rtc_plugin.worker.child_env import sleap_nn_argv
 from sleap_rtc_plugin.worker.executor import Executor
 from sleap_rtc_plugin.worker.jobproc import EventCallback, JobCancelled, JobFailed, _Job
 
 __all__ = ["EventCallback", "InferenceJob", "InferenceResult", "JobCancelled", "JobFailed", "TrainingJob", "TrainingResult", "hydra_value"]
-from sleap_rtc_plugin.worker.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges, inside
+from sleap_rtc_plugin.jobspec.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges, inside
 
 logger = logging.getLogger(__name__)
 

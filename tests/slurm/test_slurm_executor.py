@@ -59,16 +59,18 @@ async def test_pending_reason_and_position_then_the_jobs_own_exit(slurm_cluster,
     executor = SlurmExecutor("j1", tmp_path / "job", opts_for(slurm_cluster), gpus=GPUS, on_status=statuses.append)
     try:
         execution, lines = await run_command(executor, "import sys; print('hello from the node'); sys.exit(7)", "run", tmp_path)
+        waiter = asyncio.ensure_future(execution.wait())  # it polls Slurm and reports the state
         for _ in range(100):
             if any(s["state"] == "pending" and s.get("reason") == "Resources" for s in statuses):
                 break
             await asyncio.sleep(0.2)
-        pending = next(s for s in statuses if s["state"] == "pending" and s.get("reason") == "Resources")
+        pending = next((s for s in statuses if s["state"] == "pending" and s.get("reason") == "Resources"), statuses)
+        assert isinstance(pending, dict), (pending, slurm_cluster.run("squeue"))
         assert pending["message"] == "pending: Resources, position 1" and pending["slurm_job_id"] == execution.slurm_id
         assert execution.running
     finally:
         slurm_cluster.run("scancel", blocker)
-    rc = await asyncio.wait_for(execution.wait(), 120)
+    rc = await asyncio.wait_for(waiter, 120)
     assert rc == 7  # sleap-nn's own exit status: the job's error, not the cluster's
     assert ("stdout", "hello from the node") in lines
     assert any(s["state"] == "running" for s in statuses)

@@ -353,11 +353,12 @@ class ConnectionPanel(QtWidgets.QGroupBox):
 
     def set_workers(self, workers: list[Any]) -> None:
         self.refresh_button.setEnabled(True)
-        self._quiet_refresh = True
+        quiet, self._quiet_refresh = self._quiet_refresh, True
         self.workers = list(workers)
         self.table.fill(self.workers, have_secret=self._have_secret())
         available = sum(1 for w in self.workers if getattr(w, "status", "") == "available")
-        self.status.setText(f"{len(self.workers)} worker(s) in this room, {available} available.")
+        if not quiet or self.job_stages is None:  # a timed refresh never hides how the last job went
+            self.status.setText(f"{len(self.workers)} worker(s) in this room, {available} available.")
         self._update_summary()
         if self.workers and not self._user_expanded:
             self.set_collapsed(True)

@@ -30,7 +30,8 @@ def eta_words(seconds: float) -> str:
 
 
 def mb(n: float) -> str:
-    return f"{n / 1e6:.1f} MB"
+    """Megabytes (10^6 bytes) always; two decimals below 0.1 MB so a small file is not "0.0 MB"."""
+    return f"{n / 1e6:.2f} MB" if 0 < n < 100_000 else f"{n / 1e6:.1f} MB"
 
 
 class StageView(QtWidgets.QWidget):
@@ -180,7 +181,8 @@ class StageTracker:
         elif data.get("via") == "shared":
             words = f"{to} read {up.get('name', 'the file')} from the shared disk"
         else:
-            rate = f" ({total / 1e6 / seconds:.1f} MB/s)" if seconds > 0 and total else ""
+            speed = total / 1e6 / seconds if seconds > 0 else 0.0
+            rate = (f" ({speed:.2f} MB/s)" if speed < 0.1 else f" ({speed:.1f} MB/s)") if speed and total else ""
             words = f"sent {mb(total)} to {to} in {seconds:.1f} s{rate}"
         self.sent_words.append(words)
         self._set("Uploading", words[:1].upper() + words[1:] + ".")
