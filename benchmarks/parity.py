@@ -46,6 +46,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("SLEAP_SKIP_QT_FIX", "1")
+os.environ["SLEAP_RTC_ICE_LOOPBACK"] = "1"  # set here, not for the worker alone: both children inherit it
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_probe import ChildSampler, config_summary, cpu_seconds, diff_config, env_diff, epoch_times, torch_threads  # noqa: E402
@@ -161,7 +162,6 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sleap_rtc_plugin", "worker", "--port", "0", "--status-port", "0", "--data-dir", str(data_dir)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-            env={**os.environ, "SLEAP_RTC_ICE_LOOPBACK": "1"},
         )
         self.output: list[str] = []
         self.session_string = None
@@ -279,6 +279,7 @@ def summarize(local: dict, remote: dict) -> dict:
         "limit_s": round(limit, 2),
         "pass": remote["total_s"] <= limit,
         "remote_minus_fixed_over_local": round((remote["total_s"] - fixed) / local["total_s"], 3),
+        "child_cpu_s": {"local": local["child"].get("cpu_s"), "remote": remote["child"].get("cpu_s")},
         "local_phases": {k: v and round(v, 2) for k, v in pl.items()},
         "remote_phases": {k: v and round(v, 2) for k, v in pr.items()},
         "local_epoch_s": zmq_epochs([(t, e, n) for t, e, n in local["events"]]),

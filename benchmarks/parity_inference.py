@@ -83,15 +83,16 @@ def _remote(labels_path: Path, labels, model_dir: Path, frames: list[int], param
         return next((t for t, k, w in timeline if k == kind and (what is None or w == what)), None)
 
     connected, sent = first("status", "connected"), first("status", "transferred")
-    progress = [t for t, k, _ in timeline if k == "progress" or k == "status" and _ == "running"]
+    finished = first("status", "succeeded") or first("status", "receiving")
     done = next((t for t, k, _ in reversed(timeline) if k == "result"), t1 + total)
-    last_progress = max((t for t, k, _ in timeline if k == "progress"), default=None)
+    progress = sum(1 for _, k, _ in timeline if k == "progress")
+    start = sent or connected
     phases = {"package_build_s": build_s, "connect_s": connected - t1 if connected else None,
               "upload_s": sent - connected if sent and connected else None,
-              "run_s": (last_progress - (sent or connected)) if last_progress and (sent or connected) else None,
-              "results_return_s": done - last_progress if last_progress else None}
+              "run_s": finished - start if finished and start else None,
+              "results_return_s": done - finished if finished else None}
     return {"total_s": build_s + total, "phases": {k: v and round(v, 2) for k, v in phases.items()}, "child": sampler.summary(),
-            "inputs": sorted(package.inputs), "predictions": str(outcome.predictions), "progress_events": len(progress)}
+            "inputs": sorted(package.inputs), "predictions": str(outcome.predictions), "progress_events": progress}
 
 
 def inference_section(args, root: Path, worker, model_dir: str | None, *, make_project, train_model) -> dict:

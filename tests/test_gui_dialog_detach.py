@@ -20,6 +20,7 @@ from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, ru
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
+EPOCHS = 3
 JARGON = re.compile(r"\b(via|direct|data channel|sctp|ice|candidate|MiB|receiving…)\b", re.IGNORECASE)
 
 
@@ -51,16 +52,22 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
     assert panel.server_url.text() == worker_process.server_url  # the string's own coordinator
     for tab in dialog.tabs.values():  # SLEAP's defaults train for hours on a CPU
         tab.set_fields_from_key_val_dict({
-            "trainer_config.max_epochs": 6,
+            "trainer_config.max_epochs": EPOCHS,
             "model_config.backbone_config.unet.filters": 8,
             "model_config.backbone_config.unet.max_stride": 8,
         })
+        profile = tab.untrained_config_info_to_use  # the profile's 200 steps per epoch: not shown in the form
+        if profile is not None:
+            profile.config.trainer_config.min_train_steps_per_epoch = 2
+
+    steps = {cfg.config.trainer_config.min_train_steps_per_epoch for cfg in dialog.collect().config_info_list}
+    assert steps == {2}, steps
 
     async def scenario():
         dialog.submit()
-        try:
+        try:  # sleap-nn has started on the worker (its first progress message arrived)
             await _wait_for(lambda: dialog.busy and panel.job_stages is not None
-                            and any(stage == "Training" and "epoch 1/6" in text for stage, text in panel.job_stages.history))
+                            and any(text.startswith("Training single_instance") for _, text in panel.job_stages.history))
         except AssertionError:
             history = panel.job_stages.history if panel.job_stages is not None else None
             box = dialog.last_message
@@ -74,7 +81,7 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
         stages = [stage for stage, _ in tracker.history]
         assert stages.index("Packaging") < stages.index("Uploading") < stages.index("Training"), stages
         assert not [text for _, text in tracker.history if JARGON.search(text)], tracker.history
-        assert tracker.view.stage.text() == "Training" and tracker.view.bar.maximum() == 1000 and tracker.view.bar.value() > 0
+        assert tracker.view.stage.text() == "Training" and tracker.view.bar.maximum() == 1000
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         assert dialog.grab().save(str(DOCS_IMAGES / "train-remotely-training.png"))
 
@@ -95,8 +102,8 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
         assert dialog.detached is not None, panel.status.text()
         job_id = dialog.detached.job_id
         status = await asyncio.to_thread(_worker_status, worker_process)
-        assert status["job"] is not None and status["job"]["id"] == job_id, status
-        assert status["job"]["state"] not in ("cancelled", "failed"), status
+        running = status["job"] is not None and status["job"]["id"] == job_id and status["job"]["state"] not in ("cancelled", "failed")
+        assert running or job_id in status["outbox"], status  # still training, or done with its results waiting
         assert not dialog.model_dirs
 
         # reopening follows the same job to its end and installs the model

@@ -19,7 +19,7 @@ from fixtures_e2e import worker_process  # noqa: F401
 from fixtures_gui import DOCS_IMAGES, make_project, qapp_module, run_qasync, stop_qt_threads  # noqa: F401
 from sleap_rtc_plugin import sample_data
 
-pytestmark = [pytest.mark.gui, pytest.mark.slow]
+pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 async def _wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
@@ -68,7 +68,7 @@ def test_reattach_after_restart_watch_live_and_fetch_once(qapp_module, worker_pr
     from sleap_rtc_plugin.client.api import submit_training
 
     project = make_project(tmp_path / "project")
-    package = sample_data.make_training_package(sample_data.make_labels(tmp_path / "labels.slp"), tmp_path / "pkg", epochs=25, steps_per_epoch=2)
+    package = sample_data.make_training_package(sample_data.make_labels(tmp_path / "labels.slp"), tmp_path / "pkg", epochs=12, steps_per_epoch=2)
     spec = _spec(worker_process)
     first = _window(project)
     second = None
@@ -84,12 +84,14 @@ def test_reattach_after_restart_watch_live_and_fetch_once(qapp_module, worker_pr
                 break
         await handle.detach()
         assert (await handle.result()).detached
+        print("phase: detached after 2 epochs", flush=True)
         panel = _open_panel(first, spec)
         await _wait_for(lambda: panel.records and panel.records[0].state == "running", what="the job listed as running")
         panel.select(handle.job_id)
         followed = panel.watch_live()
-        await _wait_for(lambda: followed.controllable, what="window 1 following the job")
+        await _wait_for(lambda: followed.controllable and (panel.viewers[handle.job_id].epoch or 0) >= 1, what="window 1 following the job")
 
+        print("phase: window 1 follows", flush=True)
         # SLEAP closes mid-training: the job is left running remotely, not cancelled.
         _close(first)
         await _wait_for(lambda: followed.done(), what="window 1's handle detached")
@@ -105,15 +107,18 @@ def test_reattach_after_restart_watch_live_and_fetch_once(qapp_module, worker_pr
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         assert panel.grab().save(str(DOCS_IMAGES / "remote-jobs.png"))
 
+        print("phase: window 2 lists the job", flush=True)
         panel.select(handle.job_id)
         watching = panel.watch_live()
         viewer = panel.viewers[handle.job_id]
         # The replay redraws the curve so far at once: the viewer is past epoch 2 before the job is.
         await _wait_for(lambda: (viewer.epoch or 0) >= 2, timeout=60, what="the replayed epochs in the LossViewer")
+        print("phase: replay seen", flush=True)
         await _wait_for(lambda: watching.done(), timeout=300, what="the job's end")
+        print("phase: job ended", flush=True)
         outcome = await watching.result()
         assert len(outcome.model_dirs) == 1 and (outcome.model_dirs[0] / "best.ckpt").is_file()
-        assert (viewer.epoch or 0) >= 20  # the remaining epochs arrived live
+        assert (viewer.epoch or 0) >= 10  # the remaining epochs arrived live
         await panel._reload(False)
         record = panel.record(handle.job_id)
         assert record.fetched and record.state == "acknowledged"

@@ -157,7 +157,9 @@ class JobHandle:
     # -- internals ------------------------------------------------------------
     def _emit(self, kind: EventKind, /, **data: Any) -> None:
         if kind == "status":
-            self.state = state_of(str(data.get("state", "")), self.state)
+            new = state_of(str(data.get("state", "")), self.state)
+            reconnecting = self.intent == "attach" and new is JobState.DISPATCHED and self.state not in (JobState.RESERVED, JobState.QUEUED)
+            self.state = self.state if reconnecting else new  # following a running job again does not move it back
         elif kind == "result":
             self.state = self.state if data["outcome"].detached else JobState.ACKNOWLEDGED
         elif kind == "error":
@@ -223,6 +225,9 @@ class JobHandle:
         except (OSError, ProtocolError) as exc:
             log.warning("job %s: not kept in the project's job list (%s)", self.job_id, exc)
             return
+        if self.intent == "attach":
+            with contextlib.suppress(ValueError):
+                self.state = JobState(record.state)
         self._recorder = JobRecorder(self.jobs, record)
         self._recorder.observe("status", {}, self.state)
 

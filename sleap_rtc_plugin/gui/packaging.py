@@ -104,7 +104,8 @@ def write_training_package(req: TrainingRequest, out_dir: Path, progress: Progre
 
     Same contents as SLEAP's ``LearningDialog.export_package``: the embedded labels
     (``user`` or ``user+suggestions``, as ``export_dataset_gui`` picks) plus
-    ``write_pipeline_files`` output.
+    ``write_pipeline_files`` output -- without inference entries, which run as a
+    separate job once training is done.
     """
     from sleap.gui.learning import runners
 
@@ -118,7 +119,9 @@ def write_training_package(req: TrainingRequest, out_dir: Path, progress: Progre
             labels_filename=stem_pkg,
             config_info_list=req.config_info_list,
             inference_params=req.inference_params,
-            items_for_inference=req.items_for_inference,
+            # The Inference Target runs as its own job after training (dialogs/after_training.py):
+            # SLEAP's package would name the project's .slp, which never travels with it.
+            items_for_inference=runners.ItemsForInference(items=[], total_frame_count=0),
             num_user_labeled_frames=req.num_user_labeled_frames,
         )
         zip_base = out_dir / f"{Path(req.labels_filename).name}.training_job"

@@ -261,7 +261,7 @@ class SenderCore:
         the :class:`TransferError` to raise); ``direct_offer`` is remembered and returned too
         (it precedes ``file_accept``)."""
         if isinstance(msg, FileAck):
-            self.acked = max(self.acked, msg.offset)
+            self.ack(msg.offset)
             return None
         if isinstance(msg, FileReject):
             exc = TransferError(msg.code, f"receiver refused the file: {msg.message}")
@@ -270,6 +270,10 @@ class SenderCore:
         if isinstance(msg, DirectOffer):
             self.direct = msg
         return msg
+
+    def ack(self, offset: int) -> None:
+        """The receiver holds ``offset`` bytes durably (acks never go back)."""
+        self.acked = max(self.acked, offset)
 
     def resume_offset(self, reply: FileAccept) -> int:
         """The offset ``file_accept`` asks for, refused when it lies beyond the file."""

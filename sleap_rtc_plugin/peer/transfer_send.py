@@ -85,7 +85,7 @@ class Outgoing:
             self.ack_event.set()
 
     def on_ack(self, offset: int) -> None:
-        self.core.acked = max(self.core.acked, offset)
+        self.core.ack(offset)
         self.ack_event.set()
 
     async def window(self, offset: int) -> None:

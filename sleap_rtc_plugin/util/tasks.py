@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -28,6 +28,12 @@ class TaskSet:
         self._log = logger or _log
         self._name = name
         self._tasks: set[asyncio.Future[Any]] = set()
+
+    @overload
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]: ...
+
+    @overload
+    def spawn(self, coro: Awaitable[T], *, name: str | None = None) -> asyncio.Future[T]: ...
 
     def spawn(self, coro: Awaitable[T], *, name: str | None = None) -> asyncio.Future[T]:
         """Start ``coro`` (a coroutine, or any awaitable) as a task this set keeps until it ends."""
@@ -68,6 +74,14 @@ class TaskSet:
 
 
 _GLOBAL = TaskSet(_log, "detached")
+
+
+@overload
+def spawn(coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]: ...
+
+
+@overload
+def spawn(coro: Awaitable[T], *, name: str | None = None) -> asyncio.Future[T]: ...
 
 
 def spawn(coro: Awaitable[T], *, name: str | None = None) -> asyncio.Future[T]:

@@ -24,7 +24,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import __version__
 from ..config import Settings, default, user_data_dir
@@ -47,6 +47,11 @@ from .job_session import JobSession
 from .outbox import Outbox
 from .queue_attempt import QueueAttempt, on_dispatch
 from .state import Snapshot, Status, WorkerState
+
+if TYPE_CHECKING:
+    from ..coordinator.server import CoordinatorServer
+    from ..util.sdnotify import WatchdogPinger
+    from ..util.status_server import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +132,18 @@ class Worker:
         self.sessions: dict[str, JobSession] = {}
         self._published_status: str | None = None
         self.coordinator: CoordinatorClient | None = None
-        self.embedded = None
+        self.embedded: CoordinatorServer | None = None
         self.server_url: str | None = options.server_url
         self.room_id: str | None = options.room_id
         self.token: str | None = options.token
         self.secret: bytes | None = None
         self.last_error: str | None = None
         self.started_at = time.time()
-        self.status_server = None
+        self.status_server: StatusServer | None = None
         self.capabilities: dict[str, Any] = {}
         self.links: set[PeerLink] = set()
         self._tasks = TaskSet(log, "worker")
-        self._watchdog = None
+        self._watchdog: WatchdogPinger | None = None
         self.stopping = False
         self._lock = identity.DataDirLock(self.data_dir)
 

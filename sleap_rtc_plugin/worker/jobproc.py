@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sleap_rtc_plugin.util.tasks import TaskSet
 from sleap_rtc_plugin.worker.child_env import _child_env
 from sleap_rtc_plugin.worker.executor import Execution, Executor, LocalExecutor
 
@@ -58,7 +59,7 @@ class _Job:
         self._cancelled = False
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._stdout_tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._event_tasks: set[asyncio.Task] = set()
+        self._event_tasks = TaskSet(logger, f"job {job_id} events")
         self._done = asyncio.Event()
         self._done.set()
 
@@ -78,9 +79,7 @@ class _Job:
         try:
             result = self._on_event(event)
             if asyncio.iscoroutine(result):
-                task = asyncio.ensure_future(result)
-                self._event_tasks.add(task)
-                task.add_done_callback(self._event_tasks.discard)
+                self._event_tasks.spawn(result)
         except Exception:
             logger.exception("job %s: event callback failed", self.job_id)
 

@@ -115,6 +115,8 @@ class _Slot:
 
 async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) -> None:
     job_id, intent = offer.job_id, offer.intent
+    coordinator = worker.coordinator
+    assert coordinator is not None  # offers arrive through it
     try:
         incoming = child_path(worker.data_dir / "incoming", job_id)
     except ProtocolError as exc:
@@ -126,10 +128,10 @@ async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) 
     link_task = None
     try:
         answer, link_task = await accept(
-            {"sdp": offer.offer.sdp, "type": offer.offer.type}, ice_servers=await worker.coordinator.ice_servers(worker.options.ice_servers), role="worker",
+            {"sdp": offer.offer.sdp, "type": offer.offer.type}, ice_servers=await coordinator.ice_servers(worker.options.ice_servers), role="worker",
             peer_id=worker.peer_id or "", allow_loopback=worker.options.ice_loopback, fastpaths=worker.options.fastpaths, timeout=budget,
         )
-        await worker.coordinator.relay(client, "answer", answer)
+        await coordinator.relay(client, "answer", answer)
         link = await link_task
     except Exception as exc:  # noqa: BLE001 - a hostile SDP may break aiortc in any way; refuse, carry on
         log.warning("connection with %s failed: %s", client, str(exc)[:200] or type(exc).__name__)

@@ -205,9 +205,9 @@ class StageTracker:
             self._train_started, self._epochs_done = time.monotonic(), 0
             self._set("Training", f"Training {which} on {self.worker or 'the worker'}…")
             self.view.show_stage("Training", done=0, total=max_epochs or None, text=f"epoch 0/{max_epochs}" if max_epochs else "starting")
-        elif event == "epoch_end" and isinstance(data.get("epoch"), int):
-            epoch = data["epoch"] + 1
+        elif event == "epoch_end":
             self._epochs_done += 1
+            epoch = data["epoch"] + 1 if isinstance(data.get("epoch"), int) else self._epochs_done
             if not self._train_started:
                 self._train_started = time.monotonic()
             text = f"epoch {epoch}/{max_epochs}" if max_epochs else f"epoch {epoch}"

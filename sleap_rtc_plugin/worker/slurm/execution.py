@@ -151,6 +151,8 @@ class SlurmExecution:
             info = await self._poll()
             if self.executor.detached and (info is None or not info.finished):
                 return -1
+            if info is not None:
+                await self._completing_done(60.0)
             rc = await self._exit_code(10.0 if info is None or info.state == "COMPLETED" else 2.0)
             await self._read(final=True)
         finally:
@@ -174,6 +176,18 @@ class SlurmExecution:
             return True
         except asyncio.TimeoutError:
             return False
+
+    async def _completing_done(self, timeout: float) -> None:
+        """A job ended by TIMEOUT/scancel is still COMPLETING while Slurm kills its processes
+        (``KillWait``): wait them out, so a retry never shares the job dir with a dying run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if not (await commands.run(["squeue", "-h", "-j", self.slurm_id, "-o", "%T"], self.opts.command_env)).strip():
+                    return
+            except SlurmError:
+                return  # purged already: nothing is left of it
+            await asyncio.sleep(min(0.5, self.opts.poll_interval))
 
     async def _gone(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
