@@ -67,7 +67,9 @@ def test_remembered_session_string_fills_both_dialogs_secret_in_the_credential_s
     from sleap_rtc_plugin.client import credentials
     from sleap_rtc_plugin.gui import settings
 
+    settings._last_used = None  # as if SLEAP had just started
     train = _fresh(main_window, "train_remotely")
+    train.panel.room_id.setText("room-typed-earlier")  # a session string's own room wins over this
     secret = "s3cret-value-for-room-r"
     pasted = _session("ws://lab.example:9100", secret=secret, room="room-r", token="tok-r")
     train.panel.session_string.setText(pasted)

@@ -38,8 +38,23 @@ def _worker_status(worker) -> dict:
         return json.loads(reply.read())
 
 
-def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(main_window, worker_process):  # noqa: F811
-    from sleap_rtc_plugin.gui.dialogs.closing import BACK, KEEP, button
+def few_steps(tab, path) -> None:
+    """Select a copy of the tab's profile with 2 steps per epoch (SLEAP's profiles ask for 200,
+    and the form does not show the field), the way a user picks their own config file."""
+    from omegaconf import OmegaConf
+    from sleap.gui.learning import configs
+
+    selected = tab._cfg_list_widget.getSelectedConfigInfo()
+    if selected is None or not selected.path:
+        return
+    cfg = OmegaConf.load(selected.path)
+    cfg.trainer_config.min_train_steps_per_epoch = 2
+    OmegaConf.save(cfg, path)
+    tab._cfg_list_widget._add_file_selection_to_menu(configs.ConfigFileInfo.from_config_file(str(path)))
+
+
+def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(main_window, worker_process, tmp_path):  # noqa: F811
+    from sleap_rtc_plugin.gui.dialogs.closing import BACK, CANCEL, KEEP, button
     from sleap_rtc_plugin.gui.plugin import show_dialog
 
     dialog = show_dialog(main_window, "train_remotely")
@@ -50,15 +65,13 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
     panel = dialog.panel
     panel.session_string.setText(worker_process.session_string)
     assert panel.server_url.text() == worker_process.server_url  # the string's own coordinator
-    for tab in dialog.tabs.values():  # SLEAP's defaults train for hours on a CPU
+    for name, tab in dialog.tabs.items():  # SLEAP's defaults train for hours on a CPU
+        few_steps(tab, tmp_path / f"few-steps.{name}.yaml")
         tab.set_fields_from_key_val_dict({
             "trainer_config.max_epochs": EPOCHS,
             "model_config.backbone_config.unet.filters": 8,
             "model_config.backbone_config.unet.max_stride": 8,
         })
-        profile = tab.untrained_config_info_to_use  # the profile's 200 steps per epoch: not shown in the form
-        if profile is not None:
-            profile.config.trainer_config.min_train_steps_per_epoch = 2
 
     steps = {cfg.config.trainer_config.min_train_steps_per_epoch for cfg in dialog.collect().config_info_list}
     assert steps == {2}, steps
@@ -115,6 +128,21 @@ def test_close_mid_training_detaches_quit_asks_and_reopening_follows_to_the_end(
             assert (d / "best.ckpt").exists() and d.parent.name == "models"
         assert panel.job_stages.stage == "Done"
         assert panel.stages.bar.value() == panel.stages.bar.maximum()
+        if dialog.last_message is not None:
+            dialog.last_message.close()
+
+        # quitting SLEAP during a second job: "Cancel the job" cancels it, then SLEAP closes
+        dialog.submit()
+        await _wait_for(lambda: dialog.busy and panel.job_stages is not None and panel.job_stages.stage == "Training")
+        second = dialog.handle.job_id
+        main_window.close()
+        assert guard.question.isVisible() and not guard.closed
+        button(guard.question, CANCEL).click()
+        await _wait_for(lambda: guard.closed, timeout=120)
+        assert not dialog.busy
+        status = await asyncio.to_thread(_worker_status, worker_process)
+        assert status["job"] is None or status["job"]["id"] != second or status["job"]["state"] == "cancelled", status
+        assert second not in status["outbox"], status
 
     run_qasync(scenario(), timeout=900)
     if dialog.last_message is not None:

@@ -229,12 +229,12 @@ def test_queue_from_the_dialog_with_a_busy_worker_shows_the_position(qapp_module
 
         handle = dialog.handle
         panel.cancel_job()  # withdrawn from the queue through the dialog's own handle (one job model)
-        await busy.cancel()
-        with pytest.raises(RemoteError):
-            await busy.result()
         await _wait_for(lambda: handle.done(), timeout=120, what="the queued job's end")
         await panel._reload(False)
         assert panel.record(job_id).state == "cancelled"
+        await busy.cancel()
+        with pytest.raises(RemoteError):
+            await busy.result()
 
     try:
         run_qasync(scenario(), timeout=400)

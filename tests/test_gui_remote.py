@@ -148,6 +148,7 @@ def test_track_dialog_screenshot(main_window):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # three real jobs (train, predict after training, track) on a CPU
 def test_end_to_end_remote_training_then_tracking(main_window, worker_process, tmp_path):  # noqa: F811
     """Real client, coordinator and CPU worker (``sleap-rtc worker`` in a subprocess with
     its embedded coordinator): train remotely from the dialog, the model lands in

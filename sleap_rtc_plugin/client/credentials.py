@@ -55,7 +55,7 @@ def split_session(text: str) -> tuple[str, str | None, SessionString | None]:
 def remember(conn: RememberedConnection) -> bool:
     """Keep ``conn`` on this computer: the secret in the credential store, the rest in a 0600 file."""
     stripped, embedded, session = split_session(conn.session_string) if conn.session_string else ("", None, None)
-    room_id = conn.room_id or (session.room_id if session else "")
+    room_id = session.room_id if session else conn.room_id  # a session string names its own room
     secret = conn.room_secret or embedded or ""
     data = {k: v for k, v in asdict(conn).items() if k != "room_secret"}
     data["session_string"] = stripped

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
 from ..config import Settings, load_settings
-from ..coordinator.client import CoordinatorClient, RelayRejected
+from ..coordinator.client import CoordinatorClient, CoordinatorError, RelayRejected
 from ..peer import secrets
 from ..peer.connection import connect
 from ..peer.errors import AuthError, ConnectError, LinkClosedError, PeerLinkError, TransferError

@@ -1,8 +1,8 @@
 """Telling the user a remote job ended while SLEAP is open.
 
 A tray message where the desktop has a system tray; otherwise (and always in the
-status bar) a status-bar message and a non-blocking message box with a button that
-opens the results. Nothing here waits: boxes are ``.open()``-ed, never ``exec_()``-ed.
+status bar) a status-bar message and a non-modal message box with a button that
+opens the results. Nothing here waits: boxes are shown, never ``exec_()``-ed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from qtpy import QtWidgets
+from qtpy import QtCore, QtWidgets
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +34,10 @@ def notify(window: Any, title: str, text: str, *, ok: bool, action_text: str = "
         return tray
     icon = QtWidgets.QMessageBox.Information if ok else QtWidgets.QMessageBox.Warning
     box = QtWidgets.QMessageBox(icon, title, text, QtWidgets.QMessageBox.Close, window)
-    box.setModal(False)
+    box.setWindowModality(QtCore.Qt.NonModal)  # the user keeps working in SLEAP meanwhile
     if action is not None and action_text:
         button = box.addButton(action_text, QtWidgets.QMessageBox.AcceptRole)
         button.clicked.connect(action)
-    box.open()
+    box.show()
     window._child_windows[SHOWN_KEY] = box
     return box

@@ -73,6 +73,6 @@ class QuitGuard(QObject):
         self._waiting = None
         self.allow = True
         try:
-            self.window.close()  # SLEAP may still ask about unsaved changes
+            self.closed = bool(self.window.close())  # SLEAP may still ask about unsaved changes
         finally:
             self.allow = False

@@ -21,6 +21,7 @@ succeeded), and what it does wrong is logged through a repeat-collapsing logger.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -294,7 +295,9 @@ class PeerLink:
                 mode = await auth.run_worker(self.port, secret, timeout)
             else:
                 mode = await auth.run_client(self.port, secret, require, timeout)
-            self._open_receiver()
+            while self._pending_receiver is not None:  # folders made and swept off the event loop
+                pending, self._pending_receiver = self._pending_receiver, None
+                self.transfers.receiver = await asyncio.to_thread(functools.partial(FileReceiver, **pending))
         except AuthError as exc:
             self._end_auth()
             peer_log.warning("authentication failed on link %s: %s", self.peer_id or self.role, exc)

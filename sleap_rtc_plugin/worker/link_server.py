@@ -157,9 +157,11 @@ async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) 
         await serve(worker, link, client)
     finally:
         worker.links.discard(link)
-        if reserved and worker.reserved_for(client, job_id):
+        # The reservation must still be this link's: a requeued job's next attempt on this same
+        # worker reserves the same client and job id while the old attempt's link is closing.
+        if reserved and worker.reserved_for(client, job_id) and (dispatch is None or worker.attempt_for(job_id) is dispatch):
             log.info("client %s left before submitting job %s; available again", client, job_id)
-            if dispatch is not None and worker.attempt_for(job_id) is dispatch:
+            if dispatch is not None:
                 await dispatch.abandon(f"client {client} left before submitting the job")
             else:
                 worker.release(client, job_id)

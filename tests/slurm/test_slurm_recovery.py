@@ -51,9 +51,6 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
         await drain(handle, events)
         outcome = await handle.result()
         sbatch_lines = [p.read_text().splitlines()[-1][-300:] for p in (tmp_path / "staging").glob("*/slurm/*/job.sbatch")]
-        import json as _j, pathlib as _p
-        _p.Path("/tmp/A_diag.txt").write_text(_j.dumps([[e.kind, e.data] for e in events], default=str, indent=0) + "\n".join(
-            p.read_text() for p in (tmp_path / "staging").glob("*/slurm/*/job.sbatch")))
     finally:
         await worker.stop()
 

@@ -322,7 +322,7 @@ class ConnectionPanel(QtWidgets.QGroupBox):
         asked = self.connection()
         workers = await client_api().list_workers(spec)
         if self.connection() != asked:  # the fields changed meanwhile: these rows belong to the old ones
-            self.refresh_button.setEnabled(True)
+            self.refresh_button.setEnabled(self.server_url.isEnabled())
             self._debounce.start()
             return
         self.set_workers(workers)
@@ -335,7 +335,7 @@ class ConnectionPanel(QtWidgets.QGroupBox):
         self._quiet_refresh = True
 
     def set_workers_cleared(self, why: str) -> None:
-        self.refresh_button.setEnabled(True)
+        self.refresh_button.setEnabled(self.server_url.isEnabled())  # stays off while a job runs
         self.workers = []
         self.table.clear_workers()
         self.status.setText(why)
@@ -352,7 +352,7 @@ class ConnectionPanel(QtWidgets.QGroupBox):
         return bool(room and settings.recall_secret(room))
 
     def set_workers(self, workers: list[Any]) -> None:
-        self.refresh_button.setEnabled(True)
+        self.refresh_button.setEnabled(self.server_url.isEnabled())  # stays off while a job runs
         quiet, self._quiet_refresh = self._quiet_refresh, True
         self.workers = list(workers)
         self.table.fill(self.workers, have_secret=self._have_secret())
