@@ -17,7 +17,7 @@ os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
 os.environ["XDG_DATA_HOME"] = os.path.join(_HOME, "data")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
 for _name in list(os.environ):
-    if _name.startswith("SLEAP_RTC_") and _name not in ("SLEAP_RTC_ICE_LOOPBACK",):
+    if _name.startswith("SLEAP_RTC_") and _name not in ("SLEAP_RTC_ICE_LOOPBACK", "SLEAP_RTC_UPDATE_SCREENSHOTS"):
         del os.environ[_name]
 
 # Imported up front: hypothesis's pytest plugin imports it lazily in the terminal summary, and on

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync  # noqa: F401
+from fixtures_gui import main_window, project_path, qapp_module, run_qasync  # noqa: F401
 
 pytestmark = pytest.mark.gui
 
@@ -156,8 +156,7 @@ def test_worker_table_clears_on_failure_and_field_change_and_refreshes_itself(ma
             assert cells == {"gpu-box-1": "needed — enter it", "open-box": "not needed"}
             assert not panel.fields.isVisible(), "the fields fold away once workers are listed"
             assert room_id in panel.summary.text()
-            DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-            assert dialog.grab().save(str(DOCS_IMAGES / "train-remotely-connected.png"))
+            assert dialog.grab().save(str(tmp_path / "folded.png"))  # renders with the fields folded
 
             # a third worker appears while the dialog is open: the timer finds it
             peer = CoordinatorClient(server.url, room_id=room_id, token=token, role="worker", metadata={**GPU_METADATA, "name": "late-box"})

@@ -84,14 +84,12 @@ def test_reattach_after_restart_watch_live_and_fetch_once(qapp_module, worker_pr
                 break
         await handle.detach()
         assert (await handle.result()).detached
-        print("phase: detached after 2 epochs", flush=True)
         panel = _open_panel(first, spec)
         await _wait_for(lambda: panel.records and panel.records[0].state == "running", what="the job listed as running")
         panel.select(handle.job_id)
         followed = panel.watch_live()
         await _wait_for(lambda: followed.controllable and (panel.viewers[handle.job_id].epoch or 0) >= 1, what="window 1 following the job")
 
-        print("phase: window 1 follows", flush=True)
         # SLEAP closes mid-training: the job is left running remotely, not cancelled.
         _close(first)
         await _wait_for(lambda: followed.done(), what="window 1's handle detached")
@@ -107,15 +105,12 @@ def test_reattach_after_restart_watch_live_and_fetch_once(qapp_module, worker_pr
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         assert panel.grab().save(str(DOCS_IMAGES / "remote-jobs.png"))
 
-        print("phase: window 2 lists the job", flush=True)
         panel.select(handle.job_id)
         watching = panel.watch_live()
         viewer = panel.viewers[handle.job_id]
         # The replay redraws the curve so far at once: the viewer is past epoch 2 before the job is.
         await _wait_for(lambda: (viewer.epoch or 0) >= 2, timeout=60, what="the replayed epochs in the LossViewer")
-        print("phase: replay seen", flush=True)
         await _wait_for(lambda: watching.done(), timeout=300, what="the job's end")
-        print("phase: job ended", flush=True)
         outcome = await watching.result()
         assert len(outcome.model_dirs) == 1 and (outcome.model_dirs[0] / "best.ckpt").is_file()
         assert (viewer.epoch or 0) >= 10  # the remaining epochs arrived live
@@ -229,7 +224,10 @@ def test_queue_from_the_dialog_with_a_busy_worker_shows_the_position(qapp_module
 
         handle = dialog.handle
         panel.cancel_job()  # withdrawn from the queue through the dialog's own handle (one job model)
-        await _wait_for(lambda: handle.done(), timeout=120, what="the queued job's end")
+        try:
+            await _wait_for(lambda: handle.done(), timeout=60, what="the queued job's end")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: panel says {panel.status.text()!r}, dialog says {dialog.panel.status.text()!r}, state {handle.state}") from None
         await panel._reload(False)
         assert panel.record(job_id).state == "cancelled"
         await busy.cancel()

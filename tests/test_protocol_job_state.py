@@ -21,3 +21,11 @@ def test_every_worker_session_state_maps_to_a_job_status_a_client_accepts():
         assert wire_state(state) in {s.value for s in PEER_STATES}, state
     assert wire_state(JobState.OUTBOX) == "succeeded" and wire_state(JobState.RECEIVING) == "transferring"
     assert JobState("running") is JobState.RUNNING and JobState.RUNNING == "running" and f"{JobState.FAILED}" == "failed"
+
+
+def test_the_coordinator_stores_only_queue_states():
+    from sleap_rtc_plugin.coordinator import jobstore
+
+    stored = {*jobstore.ACTIVE_STATES, jobstore.RESULTS_READY, *jobstore.FINAL_STATES, "queued"}
+    assert stored == {s.value for s in QUEUE_STATES}
+    assert all(type(s) is str for s in stored)  # plain strings: what sqlite binds and the wire carries

@@ -249,7 +249,7 @@ class JobHandle:
 
     async def _session(self) -> JobOutcome:
         spec = self._spec.resolved(self._settings)
-        secret = secrets.lookup_secret(spec.room_id, explicit=spec.room_secret)
+        secret = secrets.lookup_secret(spec.room_id or "", explicit=spec.room_secret)
         await self._load_owner()
         if self.queue is not None:  # a new queued job, or --attach to one still in the queue
             return await queued_session(self, spec, secret)
@@ -274,7 +274,8 @@ class JobHandle:
             if self.intent == "submit":
                 self.owner = await asyncio.to_thread(store.create, self.job_id)
             else:
-                self.owner = await asyncio.to_thread(store.get, self.job_id) or ""
+                kept: str | None = await asyncio.to_thread(store.get, self.job_id)
+                self.owner = kept or ""
         except ProtocolError as exc:
             raise RemoteError(exc.code, str(exc)) from None
         except OSError as exc:

@@ -28,11 +28,18 @@ log = logging.getLogger(__name__)
 
 
 async def list_jobs(project_dir: Path, spec: ConnectionSpec | None = None) -> list[JobRecord]:
-    """This project's jobs, newest first. With ``spec``, queued jobs that are not over
-    are refreshed from the coordinator (and the refreshed entries written back)."""
+    """This project's jobs, newest first. With ``spec``, queued jobs that are not over and
+    that nothing in this process follows are refreshed from the coordinator (and the
+    refreshed entries written back). Asking makes this call the job's follower at the
+    coordinator, so a CLI following the same job elsewhere stops hearing of it: ask on a
+    user's Refresh, not on a timer."""
     store = JobList(project_dir)
     records = await asyncio.to_thread(store.all)
-    open_queued = [r for r in records if r.queue is not None and not ended(_state(r)) and not r.fetched]
+    from .job_handle import live_handle
+
+    # queue_watch makes the asking connection the job's follower: never ask for a job a
+    # handle in this process follows (it would stop getting the job's updates).
+    open_queued = [r for r in records if r.queue is not None and not ended(_state(r)) and not r.fetched and live_handle(r.job_id) is None]
     if spec is None or not open_queued:
         return records
     try:

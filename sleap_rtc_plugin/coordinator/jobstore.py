@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..protocol.coordinator import WORKER_TOKEN_PREFIX
+from ..protocol.job_state import JobState
 from .store import RoomStore, hash_token
 
 #: Prefix that tells a worker token from a room token at registration.
@@ -82,11 +83,12 @@ CREATE TABLE IF NOT EXISTS audit (
 #: Columns added after the first release: added to an older database when it is opened.
 _ADDED_JOB_COLUMNS = {"owner_hash": "TEXT", "banned": "TEXT NOT NULL DEFAULT '[]'"}
 
-ACTIVE_STATES = ("dispatched", "running")
+#: Queue states are those of the shared vocabulary (protocol/job_state.py), as the strings stored here.
+ACTIVE_STATES = (JobState.DISPATCHED.value, JobState.RUNNING.value)
 #: A training job whose worker finished; its results wait in that worker's outbox until
 #: the client confirms it holds them (then ``succeeded``).
-RESULTS_READY = "results_ready"
-FINAL_STATES = ("succeeded", "failed", "cancelled")
+RESULTS_READY = JobState.RESULTS_READY.value
+FINAL_STATES = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
 
 
 @dataclass

@@ -128,7 +128,7 @@ class RemoteJobsPanel(QtWidgets.QDialog):
 
     def showEvent(self, event: Any) -> None:
         self.timer.start()
-        self.refresh()
+        self.reload()
         super().showEvent(event)
 
     def hideEvent(self, event: Any) -> None:
@@ -364,7 +364,9 @@ class RemoteJobsPanel(QtWidgets.QDialog):
     async def _control_when_reachable(handle: Any, command: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CONTROL_WAIT_S
-        while not handle.controllable and not handle.done() and loop.time() < deadline:
+        while loop.time() < deadline:  # a handle has no "controllable" event to wait on
+            if handle.controllable or handle.done():
+                break
             await asyncio.sleep(0.1)
         if handle.done():
             return

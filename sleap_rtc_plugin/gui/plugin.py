@@ -119,7 +119,9 @@ def show_dialog(window: Any, key: str):
         dialog.deleteLater()
         dialog = None
     if dialog is None:
-        dialog = host_of(window).make_dialog(key, window)
+        host = host_of(window)
+        assert host is not None  # the launcher installs the host before any menu action
+        dialog = host.make_dialog(key, window)
         window._child_windows[key] = dialog
     dialog.update_file_lists()
     dialog.open()

@@ -34,6 +34,7 @@ class QuitGuard(QObject):
         self.keys = tuple(keys)
         self.question = None
         self.allow = False
+        self.closed = False
         self._waiting: Any = None
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt name)

@@ -1,18 +1,15 @@
-"""The networked worker: coordinator presence, offers, authenticated links, jobs.
+"""The networked worker: composition and lifecycle.
 
-One :class:`Worker` registers in a room with its capabilities, answers WebRTC offers
-relayed by the coordinator, authenticates each client with the room secret, runs
-one job at a time through the status machine, forwards progress to whichever
-client links follow the job, and keeps results in the outbox until a client
-acknowledges them. A client that goes away does not stop its job: it can come
-back with ``attach`` and still get the results.
-
-Queued jobs (docs/queue.md) arrive as a coordinator ``job_dispatch``: the worker
-reserves itself for that client, reports each step of the attempt (``accepted``,
-``running``, ``progress``, ``checkpoint``, ``succeeded``/``failed``), relays
-``last.ckpt`` to the client every ``checkpoint_interval`` seconds so a later attempt
-can resume, and stops the job the moment the coordinator answers ``stale_attempt``:
-the attempt that replaced it owns the outcome.
+One :class:`Worker` registers in a room with its capabilities (as the same peer in the
+same room after a restart: :mod:`.identity`), answers WebRTC offers relayed by the
+coordinator (:mod:`.link_server`: pre-auth limits, then :func:`~.link_server.serve`
+per authenticated link) and runs one job at a time. Where each job is lives in one
+place: the worker's single reservation (``reserved``) and then its
+:class:`~.job_session.JobSession` in ``sessions``, which owns the engine, the
+followers, the outbox hand-off and attach. A queued job's session carries its
+:class:`~.queue_attempt.QueueAttempt` (reports, leases, fencing, checkpoint relay;
+docs/queue.md). The worker's own status (available/reserved/busy, what the
+coordinator sees) is :class:`~.state.WorkerState`.
 """
 
 from __future__ import annotations

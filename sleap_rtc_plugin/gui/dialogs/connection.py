@@ -66,7 +66,7 @@ class ConnectionPanel(QtWidgets.QGroupBox):
     def __init__(self, parent=None, *, defaults: Any = None):
         super().__init__("Remote worker", parent)
         self.workers: list[Any] = []
-        self._refresh_task = None
+        self._refresh_task: Any = None  # the running worker-list request (qt_async.spawn)
         self._quiet_refresh = True
         self._user_expanded = False
         self.last_error_box = None

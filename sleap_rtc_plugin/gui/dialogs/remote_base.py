@@ -65,8 +65,8 @@ class RemoteLearningDialog(LearningDialog):
         self.run_button.clicked.connect(self.submit)
         self.cancel_button.clicked.disconnect(self.reject)
         self.cancel_button.clicked.connect(self.cancel_or_close)
-        self.job_task = None
-        self.handle = None
+        self.job_task: Any = None  # the running job coroutine (qt_async.spawn)
+        self.handle: Any = None  # the client JobHandle while a job runs
         self.last_message: QtWidgets.QMessageBox | None = None
         self.close_question: QtWidgets.QMessageBox | None = None
         self.detach_requested = False

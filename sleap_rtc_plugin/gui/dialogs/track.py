@@ -75,7 +75,8 @@ class RemoteInferenceDialog(RemoteLearningDialog):
         )
         self.merged_count = count
         self.main_window._handle_learning_finished(count)
-        self.panel.job_stages.done(f"Added predictions on {count} frame(s).")
+        if self.panel.job_stages is not None:
+            self.panel.job_stages.done(f"Added predictions on {count} frame(s).")
         saved = "\n".join(str(p) for p in predictions)
         self.inform("Remote tracking finished", f"Predictions for {count} frame(s) were added to the project.\nSaved: {saved}")
         return count

@@ -112,6 +112,7 @@ class RemoteTrainingDialog(RemoteLearningDialog):
         if inference is not None:
             inference.update_file_lists()
         names = "\n".join(str(p) for p in self.model_dirs) or "(no model directories were returned)"
-        self.panel.job_stages.done(f"Training finished: {len(self.model_dirs)} model(s) saved in models/.")
+        if self.panel.job_stages is not None:
+            self.panel.job_stages.done(f"Training finished: {len(self.model_dirs)} model(s) saved in models/.")
         if not quiet:
             self.inform("Remote training finished", f"Trained model(s) saved to:\n{names}\n\nUse Predict → Run Inference… or Track remotely… to use them.")
