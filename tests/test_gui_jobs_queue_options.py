@@ -25,7 +25,9 @@ def test_the_box_becomes_queue_options_only_when_checked(qapp_module):  # noqa: 
 
     box = QueueOptionsBox()
     assert box.queue_options() is None and box.problem() is None
+    assert box.fields.isHidden()  # folded while unchecked: the dialog stays SLEAP-sized
     box.setChecked(True)
+    assert not box.fields.isHidden()
     box.min_gpu_memory.setValue(8192)
     box.gpu_count.setValue(2)
     box.priority.setValue(5)

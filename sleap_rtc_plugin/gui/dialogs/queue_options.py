@@ -57,7 +57,14 @@ class QueueOptionsBox(QtWidgets.QGroupBox):
         self.retries.setRange(0, 20)
         self.retries.setValue(3)
         self.retries.setToolTip("How often the job is handed to another worker when one is lost.")
-        form = QtWidgets.QGridLayout(self)
+        self.fields = QtWidgets.QWidget()  # folded away until queueing is chosen: the dialog stays short
+        self.fields.setVisible(False)
+        self.toggled.connect(self.fields.setVisible)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(6, 2, 6, 2)
+        outer.addWidget(self.fields)
+        form = QtWidgets.QGridLayout(self.fields)
+        form.setContentsMargins(0, 0, 0, 0)
         for column, (text, widget) in enumerate((("Min. GPU memory:", self.min_gpu_memory), ("GPUs:", self.gpu_count),
                                                  ("Priority:", self.priority), ("Retries:", self.retries))):
             form.addWidget(QtWidgets.QLabel(text), 0, 2 * column)
