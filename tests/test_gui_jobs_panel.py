@@ -133,10 +133,10 @@ def test_reattach_after_restart_watch_live_and_fetch_once(qapp_module, worker_pr
     try:
         run_qasync(scenario(), timeout=600)
     finally:
-        for window in (first, second):
+        for window in (first, second):  # both windows' frame-loader threads: a live QThread collected later aborts Python
             if window is not None:
                 _close(window)
-        stop_qt_threads(second or first)
+                stop_qt_threads(window)
 
 
 def _failing_package(labels: Path, out: Path) -> Path:

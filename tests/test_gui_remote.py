@@ -159,7 +159,7 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
     dialog = _open(main_window, "train_remotely")
     dialog.pipeline_form_widget.set_form_data({"_pipeline": "single"})  # SLEAP 1.6.6's key ("single animal" is ignored)
     assert dialog.current_pipeline == "single" and dialog.shown_tab_names == ["single_instance"], (dialog.current_pipeline, dialog.shown_tab_names)
-    dialog.frame_target_selector.set_selection(FrameTargetSelection(target_key="video"))  # Inference Target: predict after training
+    dialog.frame_target_selector.set_selection(FrameTargetSelection(target_key="user_labeled"))  # Inference Target: predict after training
     panel = dialog.panel
     panel.server_url.setText(worker_process.server_url)
     panel.session_string.setText(worker_process.session_string)
@@ -169,15 +169,6 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
             "model_config.backbone_config.unet.filters": 8,
             "model_config.backbone_config.unet.max_stride": 8,
         })
-    read_forms = dialog.collect
-
-    def few_steps():  # the profile's 200 steps per epoch are not on the form: a custom profile would set them
-        request = read_forms()
-        for info in request.config_info_list:
-            info.config.trainer_config.min_train_steps_per_epoch = 4
-        return request
-
-    dialog.collect = few_steps
 
     async def train():
         dialog.submit()
@@ -203,6 +194,7 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
     predicted_before = sum(len(lf.predicted_instances) for lf in main_window.labels.labeled_frames)
     track = _open(main_window, "track_remotely")
     track.pipeline_form_widget.set_form_data({"_pipeline": "single"})
+    track.frame_target_selector.set_selection(FrameTargetSelection(target_key="video"))  # more than the labeled frames predicted above
     track.panel.server_url.setText(worker_process.server_url)
     track.panel.session_string.setText(worker_process.session_string)
 

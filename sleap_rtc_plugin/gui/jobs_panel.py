@@ -82,7 +82,9 @@ class RemoteJobsPanel(QtWidgets.QDialog):
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(jobs_view.COLUMNS.index("State"), QtWidgets.QHeaderView.Stretch)
         self.table.itemSelectionChanged.connect(self._update_buttons)
 
         self.buttons: dict[str, QtWidgets.QPushButton] = {}

@@ -27,6 +27,16 @@ def python_argv(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+async def until_state(cluster, state: str | None, timeout: float = 60.0) -> None:
+    """Until every listed job is in ``state`` (None: until none is listed)."""
+    for _ in range(int(timeout / 0.2)):
+        states = cluster.run("squeue", "-h", "-o", "%T").split()
+        if (not states) if state is None else (states and set(states) == {state}):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"slurm jobs still {states}")
+
+
 async def run_command(executor: SlurmExecutor, code: str, key: str, tmp_path):
     lines: list[tuple[str, str]] = []
     execution = await executor.start(python_argv(code), cwd=tmp_path, env={}, key=key, on_message=lambda raw: None,
@@ -54,7 +64,9 @@ async def test_capacity_comes_from_sinfo(slurm_cluster):  # noqa: F811
 
 
 async def test_pending_reason_and_position_then_the_jobs_own_exit(slurm_cluster, tmp_path):  # noqa: F811
+    await until_state(slurm_cluster, None)  # an earlier test's job may still be completing
     blocker = slurm_cluster.run("sbatch", "--parsable", f"--gres=gpu:{GPUS}", "--wrap", "sleep 120").strip()
+    await until_state(slurm_cluster, "RUNNING")  # it holds every GPU
     statuses: list[dict] = []
     executor = SlurmExecutor("j1", tmp_path / "job", opts_for(slurm_cluster), gpus=GPUS, on_status=statuses.append)
     try:
