@@ -191,6 +191,7 @@ def test_end_to_end_remote_training_then_tracking(main_window, worker_process, t
     assert all(re.fullmatch(r"video0_project\.slp\.\d{6}_\d{6}\.predictions\.slp", p.name) for p in summary.files), summary.files
     dialog.close()
 
+    main_window.commands.saveProject()  # merged predictions are unsaved changes: SLEAP asks to save before inference
     predicted_before = sum(len(lf.predicted_instances) for lf in main_window.labels.labeled_frames)
     track = _open(main_window, "track_remotely")
     track.pipeline_form_widget.set_form_data({"_pipeline": "single"})
