@@ -90,7 +90,7 @@ async def test_cancel_kills_the_job_and_frees_the_worker(cpu_worker, project, sa
     await handle.cancel()
     with pytest.raises(RemoteError) as info:
         await handle.result()
-    assert info.value.code == "job_cancelled"
+    assert info.value.code == "cancelled"  # the client's word for a cancel its user asked for (job_cancelled: from elsewhere)
     assert not engine.running
     assert cpu_worker.state.status.value == "available"
     assert not (project / "models").exists()

@@ -74,6 +74,7 @@ class QueueFollower:
 
     async def run(self) -> JobOutcome:
         await self._enter_queue()
+        waiter: asyncio.Future[QueueUpdate] | None = None
         try:
             while True:
                 waiter = asyncio.ensure_future(self._next_update())
@@ -91,6 +92,10 @@ class QueueFollower:
                 if update is not None:
                     await self._on_update(update)
         finally:
+            if waiter is not None and not waiter.done():
+                waiter.cancel()  # never left to end unobserved ("Task exception was never retrieved")
+            if waiter is not None:
+                waiter.add_done_callback(_observe)
             if self.attempt_task is not None:
                 await self._drop_attempt(self.attempt_task, "the session ended")
 
@@ -216,6 +221,12 @@ class QueueFollower:
         if not outcome.detached:
             await confirm_results(coord, h.job_id, attempt)
         return outcome
+
+
+def _observe(fut: asyncio.Future[Any]) -> None:
+    """Mark a waiter's ending as seen: the loop it served has already ended."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def _cancel(fut: asyncio.Future[Any]) -> None:

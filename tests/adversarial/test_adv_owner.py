@@ -117,7 +117,7 @@ async def test_a_stranger_with_the_room_secret_cannot_follow_stop_or_cancel_a_ru
     await handle.cancel()  # the owner can
     with pytest.raises(RemoteError) as info:
         await handle.result()
-    assert info.value.code == "job_cancelled"
+    assert info.value.code == "cancelled"  # the client's word for a cancel its user asked for (job_cancelled: from elsewhere)
     assert not job.engine.running
     sentinel.assert_unchanged()
 
