@@ -24,7 +24,7 @@ from fixtures_headless_data import make_video_labels
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.worker import child_env
 from sleap_rtc_plugin.worker.package import open_package
-from sleap_rtc_plugin.worker.runner import JobFailed, TrainingJob
+from sleap_rtc_plugin.worker.runner import ProcessFailed, TrainingJob
 
 #: Keys that say where the run is written or how it reports, not how it trains.
 WHERE = ("trainer_config.ckpt_dir", "trainer_config.run_name", "data_config.train_labels_path",
@@ -113,7 +113,7 @@ def both_sides(tmp_path, monkeypatch):
     package = write_training_package(request, tmp_path / "out")
     spec = open_package(package, tmp_path / "job" / "package")
     job = TrainingJob("parity", spec, python=str(shim), output_dir=tmp_path / "job" / "models")
-    with pytest.raises(JobFailed):
+    with pytest.raises(ProcessFailed):
         asyncio.run(job.run())
     worker = next(r for r in _records(tmp_path / "shim") if r is not sleap and r["args"] != sleap["args"])
     return sleap, worker

@@ -20,7 +20,7 @@ from fixtures_data import sample_labels, sample_root  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.worker.finish import complete_run_dir, is_final
 from sleap_rtc_plugin.worker.package import open_package
-from sleap_rtc_plugin.worker.runner import InferenceJob, JobFailed, TrainingJob, hydra_value
+from sleap_rtc_plugin.worker.runner import InferenceJob, ProcessFailed, TrainingJob, hydra_value
 
 EPOCHS = 3
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ async def resume(pkg, relayed, job_dir, **kw):
 async def test_resume_from_the_final_checkpoint_delivers_a_usable_model(final_checkpoint, sample_labels, tmp_path):  # noqa: F811
     pkg, relayed = final_checkpoint
     # As before the fix: sleap-nn trains zero epochs and fails for want of best.ckpt.
-    with pytest.raises(JobFailed, match="best.ckpt"):
+    with pytest.raises(ProcessFailed, match="best.ckpt"):
         await resume(pkg, relayed, tmp_path / "attempt-2-plain")
 
     spec, result = await resume(pkg, relayed, tmp_path / "attempt-2", finish_from={"single_instance": relayed})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import zipfile
@@ -98,6 +99,6 @@ def test_half_written_entries_are_ignored_and_cleaned(tmp_path):
 async def test_async_wrappers(tmp_path):
     box = Outbox(tmp_path)
     await box.aput("j", job_type="train", run_dirs=[_run_dir(tmp_path)])
-    assert [e.job_id for e in await box.alist()] == ["j"]
+    assert [e.job_id for e in await asyncio.to_thread(box.list)] == ["j"]
     assert (await box.aget("j")).job_id == "j"
     assert await box.aack("j")

@@ -11,7 +11,7 @@ import sleap_io as sio
 from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.worker.package import open_package
-from sleap_rtc_plugin.worker.runner import InferenceJob, JobCancelled, JobFailed, TrainingJob
+from sleap_rtc_plugin.worker.runner import InferenceJob, ProcessCancelled, ProcessFailed, TrainingJob
 from sleap_rtc_plugin.worker.state import Status, WorkerState
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,11 @@ async def test_stop_early_keeps_best_ckpt_and_worker_stays_busy_until_exit(sampl
     seen = []
     state.add_observer(lambda s: seen.append((s.status, job.running)))
     state.reserve("c")
-    result = await state.run(job, "train", client_id="c")
+    state.start(job, "train", client_id="c")  # as the worker's JobSession does: start, await the engine, finish
+    try:
+        result = await job.run()
+    finally:
+        state.finish()
     assert result.stopped_early == ["single_instance"]
     assert (result.run_dirs[0] / "best.ckpt").is_file()
     epochs = [e["epoch"] for e in _progress(events, "epoch_end")]
@@ -102,7 +106,7 @@ async def test_cancel_kills_the_process_group(sample_labels, tmp_path):
     pid = job.pid
     assert pid is not None and job.running
     await job.cancel(grace=10)
-    with pytest.raises(JobCancelled):
+    with pytest.raises(ProcessCancelled):
         await task
     assert not job.running
     with pytest.raises(ProcessLookupError):
@@ -114,7 +118,7 @@ async def test_cancel_kills_the_process_group(sample_labels, tmp_path):
 async def test_sleap_nn_failure_is_a_one_line_job_failed(training_package, tmp_path):
     spec = await asyncio.to_thread(open_package, training_package, tmp_path / "job")
     job = TrainingJob("bad-1", spec, overrides=["trainer_config.optimizer_name=SGD"])
-    with pytest.raises(JobFailed) as err:
+    with pytest.raises(ProcessFailed) as err:
         await job.run()
     message = str(err.value)
     assert message.startswith("sleap-nn train (single_instance) exited with code 1: ")

@@ -109,11 +109,15 @@ async def test_run_releases_only_after_the_job_returns():
     job = _Job()
     state.add_observer(lambda s: seen.append((s.status, job.running)))
     state.reserve("a")
-    task = asyncio.create_task(state.run(job, "train", client_id="a"))
+    state.start(job, "train", client_id="a")  # what JobSession does: start, await the engine, then finish
+    task = asyncio.create_task(job.run())
     await asyncio.sleep(0.05)
     assert state.status is Status.BUSY and job.running
+    with pytest.raises(InvalidTransition):
+        state.finish()  # the process still runs
     job.exit.set()
     assert await task == "done"
+    state.finish()
     assert state.status is Status.AVAILABLE
     assert all(not running for status, running in seen if status is Status.AVAILABLE)
 
@@ -125,6 +129,11 @@ async def test_run_releases_after_a_failed_job():
 
     state = WorkerState("w")
     state.reserve("a")
+    job = Boom()
+    state.start(job, "track", client_id="a")
     with pytest.raises(RuntimeError):
-        await state.run(Boom(), "track", client_id="a")
+        try:
+            await job.run()
+        finally:
+            state.finish()
     assert state.status is Status.AVAILABLE

@@ -17,7 +17,11 @@ import time
 from typing import Any
 
 from ..config import default_server_url
+from ..protocol.job_state import JobState, QUEUE_STATES
 from .client import CoordinatorError, admin_request
+
+#: The queue's states, in the order a job passes them (protocol/job_state.py).
+QUEUE_STATE_NAMES = [s.value for s in JobState if s in QUEUE_STATES]
 
 DEFAULT_URL = default_server_url()
 TOKEN_ENV = "SLEAP_RTC_ADMIN_TOKEN"
@@ -55,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     workers.add_argument("--room-id", default=None)
     jobs = action("jobs", "list queued, running and finished jobs (newest first)")
     jobs.add_argument("--room-id", default=None)
-    jobs.add_argument("--state", default=None, choices=["queued", "dispatched", "running", "results_ready", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--state", default=None, choices=QUEUE_STATE_NAMES)
     jobs.add_argument("--limit", type=int, default=50)
     for name, help_text in (("drain", "let WORKER finish its job, then take no new ones (until undrain)"), ("undrain", "let WORKER take jobs again")):
         p = action(name, help_text)

@@ -88,6 +88,8 @@ ACTIVE_STATES = (JobState.DISPATCHED.value, JobState.RUNNING.value)
 #: A training job whose worker finished; its results wait in that worker's outbox until
 #: the client confirms it holds them (then ``succeeded``).
 RESULTS_READY = JobState.RESULTS_READY.value
+QUEUED, DISPATCHED, RUNNING = JobState.QUEUED.value, JobState.DISPATCHED.value, JobState.RUNNING.value
+SUCCEEDED, FAILED, CANCELLED = JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value
 FINAL_STATES = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
 
 
@@ -103,7 +105,7 @@ class QueuedJob:
     priority: int = 0
     max_retries: int = 3
     retry_job_errors: bool = False
-    state: str = "queued"
+    state: str = JobState.QUEUED.value
     attempt: int = 0
     retries: int = 0
     worker_id: str | None = None

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from ..protocol.base import ProtocolError
 from ..protocol.queue import ClientReport, JobDispatch, JobReport, QueueSubmit, QueueUpdate
-from .jobstore import RESULTS_READY, JobStore, QueuedJob, WorkerRecord
+from .jobstore import CANCELLED, DISPATCHED, FAILED, QUEUED, RESULTS_READY, RUNNING, SUCCEEDED, JobStore, QueuedJob, WorkerRecord
 from .presence import PeerEntry, Presence, rank
 from ..util.clock import SYSTEM_CLOCK, Clock
 from ..util.tasks import TaskSet
@@ -125,12 +125,12 @@ class JobQueue:
     # --- positions --------------------------------------------------------------------
 
     def _queued(self, room_id: str) -> list[QueuedJob]:
-        jobs = [j for j in self.jobs.values() if j.room_id == room_id and j.state == "queued"]
+        jobs = [j for j in self.jobs.values() if j.room_id == room_id and j.state == QUEUED]
         jobs.sort(key=lambda j: (-j.priority, j.seq))
         return jobs
 
     def position(self, job: QueuedJob) -> int | None:
-        if job.state != "queued":
+        if job.state != QUEUED:
             return None
         for i, other in enumerate(self._queued(job.room_id)):
             if other is job:
@@ -200,7 +200,7 @@ class JobQueue:
             if job.owner_hash is None and job.client_id != client.peer_id:
                 raise ProtocolError("unknown_job", f"no unfinished job {job_id[:64]!r} of yours", ref=ref)
             check_owner(job, owner, ref)
-        await self._finish(job, "cancelled", f"cancelled by {actor}")
+        await self._finish(job, CANCELLED, f"cancelled by {actor}")
         return job
 
     async def client_report(self, client: PeerEntry, msg: ClientReport) -> QueuedJob:
@@ -210,7 +210,7 @@ class JobQueue:
             done = await self.store.get_job(msg.job_id)
             if done is None or done.room_id != client.room_id:
                 raise ProtocolError("unknown_job", f"no job {msg.job_id[:64]!r} in this room", ref=msg.ref)
-            if done.client_id == client.peer_id and msg.outcome == "results_received" and done.state == "succeeded" and msg.attempt == done.attempt:
+            if done.client_id == client.peer_id and msg.outcome == "results_received" and done.state == SUCCEEDED and msg.attempt == done.attempt:
                 return done  # a repeated confirmation
             raise ProtocolError("unknown_job", f"job {msg.job_id} already ended {done.state}; nothing to report", ref=msg.ref)
         if job.room_id != client.room_id:
@@ -219,7 +219,7 @@ class JobQueue:
             raise ProtocolError("not_owner", f"job {job.job_id} is followed by another client; only it may report on the job (queue_watch with the job's owner credential first)", ref=msg.ref)
         if msg.outcome == "auth_failed" and msg.attempt in job.attempt_workers and not (msg.attempt == job.attempt and job.worker_id):
             return await self._late_auth_failure(client, job, msg)
-        if msg.outcome == "results_received" and 1 <= msg.attempt <= job.attempt and (msg.attempt != job.attempt or job.state == "queued"):
+        if msg.outcome == "results_received" and 1 <= msg.attempt <= job.attempt and (msg.attempt != job.attempt or job.state == QUEUED):
             return await self._results_in_hand(client, job, msg)
         if msg.attempt != job.attempt:
             raise ProtocolError("stale_attempt", f"attempt {msg.attempt} of job {job.job_id} is stale (current attempt {job.attempt})", ref=msg.ref)
@@ -234,9 +234,9 @@ class JobQueue:
             log.warning("job %s: client %s says worker %s failed authentication; requeueing without it", job.job_id, client.peer_id, worker_id)
             await self._requeue(job, f"worker {worker_id} failed the client's room-secret check" + (f" ({msg.message[:200]})" if msg.message else ""))
         else:
-            if job.state not in (RESULTS_READY, "dispatched", "running"):
+            if job.state not in (RESULTS_READY, DISPATCHED, RUNNING):
                 raise ProtocolError("bad_state", f"job {job.job_id} is {job.state}; results can only be received from a dispatched attempt", ref=msg.ref)
-            await self._finish(job, "succeeded", f"results of attempt {job.attempt} received from {worker_id}")
+            await self._finish(job, SUCCEEDED, f"results of attempt {job.attempt} received from {worker_id}")
         return job
 
     async def _results_in_hand(self, client: PeerEntry, job: QueuedJob, msg: ClientReport) -> QueuedJob:
@@ -252,7 +252,7 @@ class JobQueue:
                     job.job_id, client.peer_id, msg.attempt, job.state, job.attempt)
         self._release(job)  # frees a later attempt's worker; the record names the attempt that delivered
         job.attempt, job.worker_id = msg.attempt, job.attempt_workers.get(msg.attempt)
-        await self._finish(job, "succeeded", f"results of attempt {msg.attempt} received from {delivered_by}")
+        await self._finish(job, SUCCEEDED, f"results of attempt {msg.attempt} received from {delivered_by}")
         return job
 
     async def _late_auth_failure(self, client: PeerEntry, job: QueuedJob, msg: ClientReport) -> QueuedJob:
@@ -326,9 +326,9 @@ class JobQueue:
         state = msg.state
         if state == "accepted":
             self._dispatched_at.pop(job.job_id, None)
-        elif state == "running":
+        elif state == RUNNING:
             self._dispatched_at.pop(job.job_id, None)
-            await self._set_state(job, "running", msg.message or f"running on {worker.peer_id}")
+            await self._set_state(job, RUNNING, msg.message or f"running on {worker.peer_id}")
         elif state == "progress":
             self._progress[job.job_id] = msg.detail
         elif state == "checkpoint":
@@ -336,15 +336,15 @@ class JobQueue:
                 raise ProtocolError("oversize", f"checkpoint detail exceeds {MAX_CHECKPOINT_INFO} bytes; send only model, epoch, sha256, size", ref=msg.ref)
             job.checkpoint = dict(msg.detail)
             await self.store.save_job(job)
-        elif state == "succeeded":
+        elif state == SUCCEEDED:
             if job.spec.get("kind") == "train":
                 await self._results_ready(job, msg.message or f"finished on {worker.peer_id}; results wait there until the client confirms them")
             else:
-                await self._finish(job, "succeeded", msg.message or f"finished on {worker.peer_id}")
-        elif state == "failed":
+                await self._finish(job, SUCCEEDED, msg.message or f"finished on {worker.peer_id}")
+        elif state == FAILED:
             if msg.failure == "job" and not job.retry_job_errors:
                 job.failure = "job"
-                await self._finish(job, "failed", msg.message or "the job failed")
+                await self._finish(job, FAILED, msg.message or "the job failed")
             else:
                 await self._requeue(job, msg.message or f"attempt failed on {worker.peer_id}", failure=msg.failure or "infra")
         elif state == "rejected":
@@ -356,8 +356,8 @@ class JobQueue:
         """A ``succeeded`` the coordinator already applied, sent again because the reply
         was lost: answering ``stale_attempt`` would make the worker drop the results."""
         return (
-            msg.state == "succeeded" and job.room_id == worker.room_id and job.worker_id == worker.peer_id
-            and msg.attempt == job.attempt and job.state in (RESULTS_READY, "succeeded")
+            msg.state == SUCCEEDED and job.room_id == worker.room_id and job.worker_id == worker.peer_id
+            and msg.attempt == job.attempt and job.state in (RESULTS_READY, SUCCEEDED)
         )
 
     # --- transitions ----------------------------------------------------------------------
@@ -414,11 +414,11 @@ class JobQueue:
         self._audit("job_requeue", "coordinator", room_id=job.room_id, subject=job.job_id, detail={"attempt": job.attempt, "worker": job.worker_id, "reason": reason, "retries": job.retries})
         if job.retries > job.max_retries:
             log.warning("job %s gave up after %d failed attempt(s): %s", job.job_id, job.retries, reason)
-            await self._finish(job, "failed", f"gave up after {job.retries} failed attempt(s); last: {reason}")
+            await self._finish(job, FAILED, f"gave up after {job.retries} failed attempt(s); last: {reason}")
             return
         log.warning("job %s requeued (retry %d/%d): %s", job.job_id, job.retries, job.max_retries, reason)
         job.worker_id = None
-        await self._set_state(job, "queued", f"requeued: {reason}")
+        await self._set_state(job, QUEUED, f"requeued: {reason}")
         await self.dispatch(job.room_id)
 
     # --- dispatch and leases --------------------------------------------------------------
@@ -438,7 +438,7 @@ class JobQueue:
         async with self._lock:
             sent = 0
             for job in self._queued(room_id):
-                if job.state != "queued" or self.jobs.get(job.job_id) is not job:
+                if job.state != QUEUED or self.jobs.get(job.job_id) is not job:
                     continue  # changed while an earlier dispatch was being saved
                 if self.presence.get(room_id, job.client_id) is None:
                     continue  # the package is on the client: wait for it to come back
@@ -459,7 +459,7 @@ class JobQueue:
                 worker.link.send(
                     JobDispatch(job_id=job.job_id, attempt=job.attempt, client_id=job.client_id, spec=job.spec, lease_seconds=self.lease_seconds, checkpoint=job.checkpoint)
                 )
-                await self._set_state(job, "dispatched", f"dispatched to {worker.peer_id} (attempt {job.attempt})")
+                await self._set_state(job, DISPATCHED, f"dispatched to {worker.peer_id} (attempt {job.attempt})")
                 sent += 1
             self._push_positions(room_id)
             return sent
@@ -473,9 +473,9 @@ class JobQueue:
                 continue
             if job.lease_expires_at is not None and now > job.lease_expires_at + self.reconnect_grace:
                 await self._requeue(job, f"worker {job.worker_id} went silent (lease expired {now - job.lease_expires_at:.0f}s ago)")
-            elif job.state == "dispatched" and job.job_id in self._dispatched_at and mono - self._dispatched_at[job.job_id] > limit:
+            elif job.state == DISPATCHED and job.job_id in self._dispatched_at and mono - self._dispatched_at[job.job_id] > limit:
                 await self._requeue(job, f"worker {job.worker_id} did not accept the job within {limit:g}s")
-        for room_id in {j.room_id for j in self.jobs.values() if j.state == "queued"}:
+        for room_id in {j.room_id for j in self.jobs.values() if j.state == QUEUED}:
             await self.dispatch(room_id)
 
     def snapshot_progress(self, job_id: str) -> dict[str, Any] | None:

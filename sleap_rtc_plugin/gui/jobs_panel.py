@@ -25,6 +25,7 @@ from typing import Any
 
 from qtpy import QtCore, QtGui, QtWidgets
 
+from ..protocol.job_state import JobState as S
 from . import jobs_view
 from .notify import notify
 from .qt_async import spawn
@@ -193,10 +194,10 @@ class RemoteJobsPanel(QtWidgets.QDialog):
     def _update_buttons(self) -> None:
         record = self.selected()
         live = record is not None and (record.job_id in self.handles or _api().live_handle(record.job_id) is not None)
-        over = record is not None and record.state in ("acknowledged", "failed", "cancelled")
+        over = record is not None and record.state in (S.ACKNOWLEDGED, S.FAILED, S.CANCELLED)
         enabled = {
             "watch": record is not None and record.kind == "train" and not over and record.job_id not in self.viewers,
-            "stop": record is not None and record.kind == "train" and record.state in ("accepted", "running"),
+            "stop": record is not None and record.kind == "train" and record.state in (S.ACCEPTED, S.RUNNING),
             "cancel": record is not None and not over,
             "fetch": record is not None and not over and not live,
             "log": record is not None,

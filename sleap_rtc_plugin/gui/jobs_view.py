@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..protocol.job_state import JobState as S
+
 COLUMNS = ("Job", "Kind", "Models", "Worker", "State", "Submitted", "Finished")
 
 
@@ -36,28 +38,28 @@ def duration(seconds: float) -> str:
 def state_text(record: Any) -> str:
     """``queued: position 2 in the queue``, ``running: epoch 3/10, ETA 1 min 05 s``, ``finished: results installed``…"""
     state = record.state
-    if state == "queued":
+    if state == S.QUEUED:
         return "queued" + (f": position {int(record.position) + 1} in the queue" if isinstance(record.position, int) else "")
     if state in ("reserved",):
         return "starting"
-    if state == "dispatched":
+    if state == S.DISPATCHED:
         return "connecting to " + (record.worker_name or record.worker_id or "a worker")
     if state == "transferring":
         return "uploading"
-    if state in ("accepted", "running", "stopping"):
+    if state in (S.ACCEPTED, S.RUNNING, S.STOPPING):
         text = "stopping early" if state == "stopping" else "running"
         if record.epoch:
             text += f": epoch {record.epoch}" + (f"/{record.epochs}" if record.epochs else "")
-        if record.eta_s and state == "running":
+        if record.eta_s and state == S.RUNNING:
             text += f", ETA {duration(record.eta_s)}"
         return text
-    if state in ("succeeded", "results_ready"):
+    if state in (S.SUCCEEDED, S.RESULTS_READY):
         return "finished: results waiting on the worker"
-    if state == "acknowledged":
+    if state == S.ACKNOWLEDGED:
         return "finished: results installed" if record.fetched else "finished"
-    if state == "failed":
+    if state == S.FAILED:
         return "failed" + (f": {record.message}" if record.message else "")
-    if state == "cancelled":
+    if state == S.CANCELLED:
         return "cancelled"
     return state
 

@@ -35,7 +35,7 @@ from ..util.tasks import spawn
 from . import auth
 from .errors import AuthError, LinkClosedError
 from .fastpath import SCTP, FastPaths
-from .transfer import DEFAULT_CACHE_MAX_BYTES, DEFAULT_MAX_SIZE, FileReceiver, Progress, ReceivedFile, SentFile, Transfers
+from .transfer import DEFAULT_CACHE_MAX_BYTES, DEFAULT_MAX_SIZE, FileReceiver, TransferProgress, ReceivedFile, SentFile, Transfers
 from .transfer_core import CHUNK_SIZE
 from .transport import Transport
 
@@ -349,7 +349,7 @@ class PeerLink:
             self.transfers.receiver = FileReceiver(**pending)
         return self.transfers.receiver
 
-    async def send_file(self, path: str | Path, *, name: str | None = None, progress: Progress | None = None) -> SentFile:
+    async def send_file(self, path: str | Path, *, name: str | None = None, progress: TransferProgress | None = None) -> SentFile:
         """Send ``path`` to the peer; resumes a partial copy, or costs one round trip if the peer has it cached.
 
         On a link opened with ``fastpaths`` the bytes take the fastest path both peers

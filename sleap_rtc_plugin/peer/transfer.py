@@ -29,10 +29,10 @@ from .ports import TransferPort
 from .staging import DISK, FREE_SPACE_MARGIN, DiskIO, FileReceiver
 from .transfer_core import ACK_EVERY, CHUNK_SIZE, DEFAULT_MAX_SIZE
 from .transfer_recv import ReceivedFile, Receiver
-from .transfer_send import Progress, SentFile, Sender
+from .transfer_send import TransferProgress, SentFile, Sender
 
 __all__ = [
-    "ACK_EVERY", "CHUNK_SIZE", "DEFAULT_CACHE_MAX_BYTES", "DEFAULT_MAX_SIZE", "FREE_SPACE_MARGIN", "FileReceiver", "Progress",
+    "ACK_EVERY", "CHUNK_SIZE", "DEFAULT_CACHE_MAX_BYTES", "DEFAULT_MAX_SIZE", "FREE_SPACE_MARGIN", "FileReceiver", "TransferProgress",
     "ReceivedFile", "SentFile", "Transfers", "resolve_inside", "sanitize_name",
 ]
 
@@ -60,7 +60,7 @@ class Transfers:
         """Completed incoming files, in order."""
         return self.incoming.received
 
-    async def send_file(self, path: Path, *, name: str | None, progress: Progress | None) -> SentFile:
+    async def send_file(self, path: Path, *, name: str | None, progress: TransferProgress | None) -> SentFile:
         return await self.sender.send_file(path, name=name, progress=progress)
 
     def fail_outgoing(self, exc: BaseException) -> None:

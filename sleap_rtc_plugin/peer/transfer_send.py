@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DIRECT_FAIL_WAIT = 30.0
 
-Progress = Callable[[int, int], Any]
+TransferProgress = Callable[[int, int], Any]
 
 
 @dataclass
@@ -115,7 +115,7 @@ class Outgoing:
             if isinstance(msg, want) and not isinstance(msg, DirectOffer):
                 return msg
 
-    async def reply_with_progress(self, want: tuple[type, ...], size: int, progress: Progress | None) -> Any:
+    async def reply_with_progress(self, want: tuple[type, ...], size: int, progress: TransferProgress | None) -> Any:
         """:meth:`reply`, reporting the receiver's ``file_ack`` offsets meanwhile (a copy made on its side)."""
         reply = asyncio.ensure_future(self.reply(want))
         try:
@@ -163,7 +163,7 @@ class Sender:
         for out in self.outgoing.values():
             out.fail(exc)
 
-    async def send_file(self, path: Path, *, name: str | None, progress: Progress | None) -> SentFile:
+    async def send_file(self, path: Path, *, name: str | None, progress: TransferProgress | None) -> SentFile:
         name = sanitize_name(name if name is not None else path.name)
         size, sha = await asyncio.to_thread(stat_and_hash, path)
         tid = uuid.uuid4().hex
@@ -204,7 +204,7 @@ class Sender:
         finally:
             self.outgoing.pop(tid, None)
 
-    async def _send_chunks(self, out: Outgoing, path: Path, offset: int, progress: Progress | None, result: SentFile) -> None:
+    async def _send_chunks(self, out: Outgoing, path: Path, offset: int, progress: TransferProgress | None, result: SentFile) -> None:
         core, size = out.core, out.core.size
         fh = await asyncio.to_thread(open_at, path, offset)
         try:
@@ -225,7 +225,7 @@ class Sender:
         finally:
             await asyncio.to_thread(fh.close)
 
-    async def _send_direct(self, out: Outgoing, path: Path, offset: int, progress: Progress | None, result: SentFile) -> int:
+    async def _send_direct(self, out: Outgoing, path: Path, offset: int, progress: TransferProgress | None, result: SentFile) -> int:
         """Stream ``[offset, size)`` over the direct path; returns where the data channel must continue."""
         offer = out.core.direct
         assert offer is not None
@@ -290,7 +290,7 @@ class Sender:
             raise
         return pump.result()
 
-    async def _send_shared(self, out: Outgoing, path: Path, result: SentFile, progress: Progress | None = None) -> bool:
+    async def _send_shared(self, out: Outgoing, path: Path, result: SentFile, progress: TransferProgress | None = None) -> bool:
         """Offer the file as a path on shared storage; False (fall back to bytes) unless the receiver took it."""
         mapped = shared.map_path(self.port.fastpaths, self.port.role, path)
         if mapped is None:

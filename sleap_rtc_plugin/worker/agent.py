@@ -43,7 +43,7 @@ from .slurm.options import executor_factory
 from .job_session import JobSession
 from .outbox import Outbox
 from .queue_attempt import QueueAttempt, on_dispatch
-from .state import Snapshot, Status, WorkerState
+from .state import StatusSnapshot, Status, WorkerState
 
 if TYPE_CHECKING:
     from ..coordinator.server import CoordinatorServer
@@ -378,7 +378,7 @@ class Worker:
             "started_at": self.started_at,
         }
 
-    def _on_status_change(self, snap: Snapshot) -> None:
+    def _on_status_change(self, snap: StatusSnapshot) -> None:
         status = snap.status.value
         if self.coordinator is not None and not self.stopping and status != self._published_status:
             self._published_status = status

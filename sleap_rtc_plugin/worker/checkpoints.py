@@ -29,7 +29,7 @@ NAMES = ("last.ckpt", "best.ckpt")
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class CheckpointSnapshot:
     path: Path
     sha256: str
     size: int
@@ -52,13 +52,13 @@ def per_run_dir(output_dir: Path) -> list[Path]:
     return sorted(found.values(), key=lambda p: p.stat().st_mtime_ns)
 
 
-def take_snapshot(output_dir: str | Path, staging_dir: str | Path, *, newer_than_ns: int = 0) -> Snapshot | None:
+def take_snapshot(output_dir: str | Path, staging_dir: str | Path, *, newer_than_ns: int = 0) -> CheckpointSnapshot | None:
     """Copy the newest checkpoint under ``output_dir/*/`` if it changed since ``newer_than_ns``."""
     source = _newest(Path(output_dir))
     return snapshot_of(source, staging_dir, newer_than_ns=newer_than_ns) if source is not None else None
 
 
-def snapshot_of(source: Path, staging_dir: str | Path, *, newer_than_ns: int = 0) -> Snapshot | None:
+def snapshot_of(source: Path, staging_dir: str | Path, *, newer_than_ns: int = 0) -> CheckpointSnapshot | None:
     """Copy ``source`` if it changed since ``newer_than_ns`` and was not rewritten meanwhile."""
     before = source.stat()
     if before.st_mtime_ns <= newer_than_ns:
@@ -76,21 +76,21 @@ def snapshot_of(source: Path, staging_dir: str | Path, *, newer_than_ns: int = 0
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
         os.fsync(f.fileno())
-    return Snapshot(dest, h.hexdigest(), before.st_size, source, before.st_mtime_ns)
+    return CheckpointSnapshot(dest, h.hexdigest(), before.st_size, source, before.st_mtime_ns)
 
 
 class CheckpointWatcher:
     """Poll ``output_dir`` every ``interval`` seconds and hand each new snapshot to
     ``on_snapshot`` (which sends it and may delete it). Runs until cancelled."""
 
-    def __init__(self, output_dir: str | Path, staging_dir: str | Path, interval: float, on_snapshot: Callable[[Snapshot], Awaitable[None]]):
+    def __init__(self, output_dir: str | Path, staging_dir: str | Path, interval: float, on_snapshot: Callable[[CheckpointSnapshot], Awaitable[None]]):
         self.output_dir = Path(output_dir)
         self.staging_dir = Path(staging_dir)
         self.interval = interval
         self.on_snapshot = on_snapshot
         self._seen: dict[Path, int] = {}
 
-    async def poll_once(self) -> Snapshot | None:
+    async def poll_once(self) -> CheckpointSnapshot | None:
         """Relay every run dir whose checkpoint changed (oldest first); return the last sent."""
         sent = None
         for source in await asyncio.to_thread(per_run_dir, self.output_dir):

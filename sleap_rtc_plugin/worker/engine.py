@@ -19,10 +19,10 @@ from typing import Any, Awaitable, Callable
 
 from .package import JobSpec, PackageError, open_package
 from .private import private_dir
-from .runner import InferenceJob, JobCancelled, JobFailed, TrainingJob, TrainingResult, hydra_value
+from .runner import InferenceJob, ProcessCancelled, ProcessFailed, TrainingJob, TrainingResult, hydra_value
 from ..protocol.names import is_plain_file_name
 from ..jobspec.archive import Limits
-from .slurm.adopt import JOB_RECORD, write_job_record
+from .job_record import JOB_RECORD, write_job_record
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class JobFailedError(Exception):
         self.code = code
 
 
-def out_of_space(exc: JobFailed) -> bool:
+def out_of_space(exc: ProcessFailed) -> bool:
     """True when sleap-nn died of a full disk: the worker's failure, not the job's."""
     return any(_NO_SPACE.search(line) for line in [str(exc), *exc.tail])
 
@@ -166,14 +166,14 @@ class JobEngine:
         try:
             result = await self._job.run()
             await self._forget_record()
-        except JobCancelled as exc:
+        except ProcessCancelled as exc:
             if executor is not None and executor.detached:
                 raise JobFailedError("the worker stopped following its Slurm job, which keeps running; a restarted worker adopts it",
                                      own_error=False, code="detached") from None
             if executor is not None:  # nothing of a cancelled job is kept on the cluster's shared filesystem
                 await asyncio.to_thread(shutil.rmtree, self.job_dir, True)
             raise JobFailedError(str(exc) or "cancelled", cancelled=True) from None
-        except JobFailed as exc:
+        except ProcessFailed as exc:
             tail = " | ".join(line for line in exc.tail[-3:] if line.strip())
             await self._forget_record()
             if exc.infra:

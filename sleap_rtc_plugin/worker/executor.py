@@ -39,7 +39,7 @@ class Execution(Protocol):
     def running(self) -> bool: ...
 
     async def wait(self) -> int:
-        """The command's exit status once it has ended (may raise the runner's ``JobFailed``)."""
+        """The command's exit status once it has ended (may raise the runner's ``ProcessFailed``)."""
         ...
 
     async def kill(self, grace: float) -> None:

@@ -21,7 +21,7 @@ EventCallback = Callable[[dict], Any]
 _TAIL_LINES = 40
 
 
-class JobFailed(RuntimeError):
+class ProcessFailed(RuntimeError):
     """sleap-nn exited non-zero (or produced nothing); ``tail`` has its last stderr lines.
 
     ``infra`` True: the machine failed the job (a cluster node died, the scheduler's time
@@ -33,7 +33,7 @@ class JobFailed(RuntimeError):
         self.infra = infra
 
 
-class JobCancelled(JobFailed):
+class ProcessCancelled(ProcessFailed):
     """The job was cancelled and its process group is gone."""
 
 
@@ -97,7 +97,7 @@ class _Job:
 
     async def _spawn_and_wait(self, argv: list[str], *, cwd: Path, model: str | None, handle_line=None, key: str = "") -> int:
         if self._cancelled:
-            raise JobCancelled(f"job {self.job_id} was cancelled")
+            raise ProcessCancelled(f"job {self.job_id} was cancelled")
         self._stderr_tail.clear()
         self._stdout_tail.clear()
         logger.info("job %s: starting %s (%s executor)", self.job_id, " ".join(argv[2:5]), self._executor.name)
@@ -120,7 +120,7 @@ class _Job:
     async def cancel(self, grace: float = 10.0) -> None:
         """Stop the job now: SIGTERM the process group, wait ``grace`` s, then SIGKILL.
 
-        Returns once the process has exited; ``run()`` then raises :class:`JobCancelled`.
+        Returns once the process has exited; ``run()`` then raises :class:`ProcessCancelled`.
         """
         self._cancelled = True
         logger.info("job %s: cancel requested", self.job_id)
@@ -128,9 +128,9 @@ class _Job:
             await self._exec.kill(grace)
         await self._done.wait()
 
-    def _failure(self, what: str, rc: int) -> JobFailed:
+    def _failure(self, what: str, rc: int) -> ProcessFailed:
         tail = list(self._stderr_tail) or list(self._stdout_tail)
         reason = next((line.strip() for line in reversed(tail) if line.strip()), "no output")
         if len(reason) > 300:
             reason = reason[:297] + "..."
-        return JobFailed(f"{what} exited with code {rc}: {reason}", tail)
+        return ProcessFailed(f"{what} exited with code {rc}: {reason}", tail)

@@ -16,7 +16,6 @@ Methods block on disk; the async wrappers run them in a thread.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import json
 import logging
 import os
@@ -215,9 +214,6 @@ class Outbox:
 
     async def aget(self, job_id: str) -> OutboxEntry | None:
         return await asyncio.to_thread(self.get, job_id)
-
-    async def alist(self) -> builtins.list[OutboxEntry]:
-        return await asyncio.to_thread(self.list)
 
     async def aack(self, job_id: str) -> bool:
         return await asyncio.to_thread(self.ack, job_id)

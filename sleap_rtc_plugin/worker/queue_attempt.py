@@ -23,7 +23,7 @@ from ..peer.errors import PeerLinkError
 from ..protocol.job_state import JobState
 from ..protocol.peer import Log
 from ..protocol.queue import CheckpointNotice, JobDispatch
-from .checkpoints import CheckpointWatcher, Snapshot as CheckpointSnapshot
+from .checkpoints import CheckpointWatcher, CheckpointSnapshot
 from .resume_plan import plan_resume
 from .state import WorkerBusy
 

@@ -40,9 +40,9 @@ from sleap_rtc_plugin.worker.finish import complete_run_dir
 from sleap_rtc_plugin.jobspec.refusals import PackageError
 from sleap_rtc_plugin.worker.child_env import sleap_nn_argv
 from sleap_rtc_plugin.worker.executor import Executor
-from sleap_rtc_plugin.worker.jobproc import EventCallback, JobCancelled, JobFailed, _Job
+from sleap_rtc_plugin.worker.jobproc import EventCallback, ProcessCancelled, ProcessFailed, _Job
 
-__all__ = ["EventCallback", "InferenceJob", "InferenceResult", "JobCancelled", "JobFailed", "TrainingJob", "TrainingResult", "hydra_value"]
+__all__ = ["EventCallback", "InferenceJob", "InferenceResult", "ProcessCancelled", "ProcessFailed", "TrainingJob", "TrainingResult", "hydra_value"]
 from sleap_rtc_plugin.jobspec.sleapnn_args import check_argv_paths, check_device, check_extra_args, frame_ranges, inside
 
 logger = logging.getLogger(__name__)
@@ -76,15 +76,15 @@ def hydra_value(value: str) -> str:
         return f'"{value}"'
     if "'" not in value:
         return f"'{value}'"
-    raise JobFailed(f"path {value!r} contains both quote characters; rename it")
+    raise ProcessFailed(f"path {value!r} contains both quote characters; rename it")
 
 
 def checked_paths(root: Path, what: str, *paths: Path | str) -> None:
-    """Raise :class:`JobFailed` unless every path resolves under ``root`` (the last lock before sleap-nn runs)."""
+    """Raise :class:`ProcessFailed` unless every path resolves under ``root`` (the last lock before sleap-nn runs)."""
     try:
         check_argv_paths(paths, root, what)
     except PackageError as exc:
-        raise JobFailed(str(exc)) from None
+        raise ProcessFailed(str(exc)) from None
 
 
 class TrainingJob(_Job):
@@ -172,7 +172,7 @@ class TrainingJob(_Job):
         cfg = model.config_path
         labels = self.spec.labels_path
         if not is_plain_file_name(model.run_name):
-            raise JobFailed(f"run name {model.run_name[:80]!r} is not a plain folder name")
+            raise ProcessFailed(f"run name {model.run_name[:80]!r} is not a plain folder name")
         checked_paths(self.spec.root, f"sleap-nn train ({model.head})", cfg, *([labels] if labels is not None else []))
         checked_paths(self.output_dir, f"sleap-nn train ({model.head})", self.output_dir / model.run_name)
         overrides = [
@@ -255,7 +255,7 @@ class TrainingJob(_Job):
                     receiver.cancel()
                     await asyncio.gather(receiver, return_exceptions=True)
                 if self._cancelled:
-                    raise JobCancelled(f"job {self.job_id} was cancelled during {model.head} training")
+                    raise ProcessCancelled(f"job {self.job_id} was cancelled during {model.head} training")
                 run_dir = await asyncio.to_thread(self._find_run_dir, model, announced, started) if rc == 0 else None
                 if run_dir is None and model.head in self._finish_from:
                     run_dir = await asyncio.to_thread(complete_run_dir, self.output_dir, model.run_name, self._finish_from[model.head], started)
@@ -264,7 +264,7 @@ class TrainingJob(_Job):
                 if rc != 0 and run_dir is None:
                     raise self._failure(f"sleap-nn train ({model.head})", rc)
                 if run_dir is None:
-                    raise JobFailed(
+                    raise ProcessFailed(
                         f"sleap-nn train ({model.head}) exited 0 but wrote no best.ckpt under {self.output_dir}",
                         list(self._stderr_tail),
                     )
@@ -346,14 +346,14 @@ class InferenceJob(_Job):
     def _argv(self, entry: InferenceSpec, output: Path) -> list[str]:
         models = self._model_paths or entry.model_paths
         if not is_plain_file_name(entry.output_name):
-            raise JobFailed(f"output name {entry.output_name[:80]!r} is not a plain file name")
+            raise ProcessFailed(f"output name {entry.output_name[:80]!r} is not a plain file name")
         checked_paths(self.spec.root, f"sleap-nn {entry.command}", entry.data_path, *(() if self._model_paths else models))
         checked_paths(self.output_dir, f"sleap-nn {entry.command}", output)
         try:
             extra = check_extra_args(entry.extra_args, entry.command, f"sleap-nn {entry.command}")
             device = check_device(entry.device, f"sleap-nn {entry.command}")
         except PackageError as exc:
-            raise JobFailed(str(exc)) from None
+            raise ProcessFailed(str(exc)) from None
         args = [entry.command, "--gui", "--data_path", entry.data_path.resolve().as_posix()]
         for m in models:
             args += ["--model_paths", Path(m).resolve().as_posix()]
@@ -396,12 +396,12 @@ class InferenceJob(_Job):
             output = self.output_dir / entry.output_name
             rc = await self._spawn_and_wait(self._argv(entry, output), cwd=self.spec.root, model=None, handle_line=self._on_line, key=f"infer-{index}")
             if self._cancelled:
-                raise JobCancelled(f"job {self.job_id} was cancelled during inference")
+                raise ProcessCancelled(f"job {self.job_id} was cancelled during inference")
             if rc != 0:
                 if self._error:
-                    raise JobFailed(f"sleap-nn {entry.command} exited with code {rc}: {self._error}", list(self._stderr_tail))
+                    raise ProcessFailed(f"sleap-nn {entry.command} exited with code {rc}: {self._error}", list(self._stderr_tail))
                 raise self._failure(f"sleap-nn {entry.command}", rc)
             if not output.is_file():
-                raise JobFailed(f"sleap-nn {entry.command} exited 0 but wrote no {output.name}", list(self._stderr_tail))
+                raise ProcessFailed(f"sleap-nn {entry.command} exited 0 but wrote no {output.name}", list(self._stderr_tail))
             outputs.append(output)
         return InferenceResult(self.job_id, outputs, time.monotonic() - t0)

@@ -2,10 +2,10 @@
 
 One place decides what the worker is doing, so the coordinator never hears
 "available" while a sleap-nn process still runs: :meth:`WorkerState.finish`
-refuses while the job reports a live process, and :meth:`WorkerState.run`
-releases only after the job's ``run()`` returned (which happens only once the
-process has exited, cancelled or not). Observers (the network layer) are
-called with a :class:`Snapshot` on every change.
+refuses while the job reports a live process (the job session calls it only
+after the engine's ``run()`` returned, which happens only once the process has
+exited, cancelled or not). Observers (the network layer) are
+called with a :class:`StatusSnapshot` on every change.
 """
 
 from __future__ import annotations
@@ -44,14 +44,8 @@ class RunningJob(Protocol):
     def describe(self) -> str: ...
 
 
-class SelfRunningJob(RunningJob, Protocol):
-    """A job :meth:`WorkerState.run` can await without arguments."""
-
-    async def run(self) -> Any: ...
-
-
 @dataclass(frozen=True)
-class Snapshot:
+class StatusSnapshot:
     status: Status
     client_id: str | None = None
     job_id: str | None = None
@@ -70,7 +64,7 @@ class Snapshot:
         }
 
 
-Observer = Callable[[Snapshot], Any]
+Observer = Callable[[StatusSnapshot], Any]
 
 _JOB_VERB = {"train": "training", "track": "running inference for"}
 
@@ -96,14 +90,14 @@ class WorkerState:
     def job(self) -> RunningJob | None:
         return self._job
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> StatusSnapshot:
         progress = None
         if self._job is not None:
             try:
                 progress = self._job.describe()
             except Exception:
                 progress = None
-        return Snapshot(self._status, self._client_id, self._job_id, self._job_type, progress, self._since)
+        return StatusSnapshot(self._status, self._client_id, self._job_id, self._job_type, progress, self._since)
 
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
@@ -170,11 +164,3 @@ class WorkerState:
         if self._job is not None and self._job.running:
             raise InvalidTransition(f"job {self._job_id} on worker {self.name} still has a running process")
         self._set(Status.AVAILABLE, client_id=None, job_id=None, job_type=None, job=None)
-
-    async def run(self, job: SelfRunningJob, job_type: str, client_id: str | None = None) -> Any:
-        """Start ``job``, await it, and release the worker once its process is gone."""
-        self.start(job, job_type, client_id)
-        try:
-            return await job.run()
-        finally:
-            self.finish()

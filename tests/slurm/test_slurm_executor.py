@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from fixtures_slurm import GPU_TYPE, GPUS, slurm_cluster  # noqa: F401
-from sleap_rtc_plugin.worker.jobproc import JobFailed
+from sleap_rtc_plugin.worker.jobproc import ProcessFailed
 from sleap_rtc_plugin.worker.slurm.capacity import slurm_capabilities
 from sleap_rtc_plugin.worker.slurm.execution import SlurmExecutor
 from sleap_rtc_plugin.worker.slurm.options import SlurmOptions
@@ -113,6 +113,6 @@ async def test_a_job_cancelled_on_the_cluster_is_its_own_failure(slurm_cluster, 
             break
         await asyncio.sleep(0.1)
     slurm_cluster.run("scancel", execution.slurm_id)
-    with pytest.raises(JobFailed, match="cancelled on the cluster") as info:
+    with pytest.raises(ProcessFailed, match="cancelled on the cluster") as info:
         await asyncio.wait_for(waiter, 60)
     assert not info.value.infra

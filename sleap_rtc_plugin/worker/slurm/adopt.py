@@ -23,31 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...protocol.names import is_plain_file_name
+from ..engine import JobEngine
+from ..job_record import JOB_RECORD
 
 if TYPE_CHECKING:
     from ..agent import Worker
-    from ..engine import JobEngine
 
 log = logging.getLogger(__name__)
-
-JOB_RECORD = "job.json"
-
-
-def write_job_record(engine: "JobEngine") -> None:
-    spec = engine.spec
-    assert spec is not None
-    record = {
-        "job_id": engine.job_id, "kind": engine.kind, **engine.adopt_meta,
-        "options": engine.options, "overrides": engine.overrides, "model_overrides": engine.model_overrides,
-        "finish_from": {head: str(path) for head, path in engine.finish_from.items()},
-        "run_names": {m.head: m.run_name for m in spec.models},
-    }
-    path = engine.job_dir / "slurm" / JOB_RECORD
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(JOB_RECORD + ".tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(path)
-
 
 def _records(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     found = []
@@ -63,9 +45,8 @@ def _records(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def adopted_engine(job_dir: Path, record: dict[str, Any], factory: Any) -> "JobEngine":
+def adopted_engine(job_dir: Path, record: dict[str, Any], factory: Any) -> JobEngine:
     """A :class:`JobEngine` for an already-unpacked job, its models named as before."""
-    from ..engine import JobEngine
     from ..package import parse_job_dir
 
     spec = parse_job_dir(job_dir / "package")

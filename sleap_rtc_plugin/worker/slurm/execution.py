@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...protocol.names import is_plain_file_name
-from ..jobproc import JobFailed
+from ..jobproc import ProcessFailed
 from . import commands
 from .commands import INFRASTRUCTURE, JobInfo, SlurmError
 from .options import SlurmOptions
@@ -160,14 +160,14 @@ class SlurmExecution:
         if self._cancelling:
             return rc if rc is not None else -15
         if info is not None and info.state in INFRASTRUCTURE:
-            raise JobFailed(f"slurm job {self.slurm_id} ended {info.state} ({info.reason}) on {info.node or 'its node'}: "
+            raise ProcessFailed(f"slurm job {self.slurm_id} ended {info.state} ({info.reason}) on {info.node or 'its node'}: "
                             "the cluster's failure, not the job's", infra=True)
         if info is not None and info.state == "CANCELLED":
-            raise JobFailed(f"slurm job {self.slurm_id} was cancelled on the cluster (scancel outside sleap-rtc)")
+            raise ProcessFailed(f"slurm job {self.slurm_id} was cancelled on the cluster (scancel outside sleap-rtc)")
         if rc is None:
             if info is not None and info.exit_code is not None and info.state in ("COMPLETED", "FAILED"):
                 return info.exit_code
-            raise JobFailed(f"slurm job {self.slurm_id} ended without an exit status ({info.state if info else 'no record left'})", infra=True)
+            raise ProcessFailed(f"slurm job {self.slurm_id} ended without an exit status ({info.state if info else 'no record left'})", infra=True)
         return rc
 
     async def _wait_ended(self, timeout: float) -> bool:
@@ -238,7 +238,7 @@ class SlurmExecutor:
 
     def state_dir(self, key: str) -> Path:
         if not is_plain_file_name(key):
-            raise JobFailed(f"cannot name a slurm state dir {key[:60]!r}")
+            raise ProcessFailed(f"cannot name a slurm state dir {key[:60]!r}")
         return self.job_dir / "slurm" / key
 
     async def start(self, argv: list[str], *, cwd: Path, env: dict[str, str], on_line, on_message, key: str) -> SlurmExecution:
@@ -256,7 +256,7 @@ class SlurmExecutor:
         try:
             slurm_id = await commands.sbatch(str(script), self.opts.command_env)
         except SlurmError as exc:
-            raise JobFailed(f"could not submit to Slurm: {exc}", infra=True) from None
+            raise ProcessFailed(f"could not submit to Slurm: {exc}", infra=True) from None
         await asyncio.to_thread(_write_record, state_dir, {"slurm_job_id": slurm_id, "submitted_at": submitted_at, "key": key})
         log.info("job %s: submitted %s as slurm job %s", self.job_id, key, slurm_id)
         return SlurmExecution(self, slurm_id, state_dir, submitted_at, on_line, on_message, self.on_status)
