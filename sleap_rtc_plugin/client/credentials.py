@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..peer import secrets
 from ..protocol import ProtocolError
 from ..protocol.session_string import SessionString
+from ..util.private_files import write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,7 @@ def remember(conn: RememberedConnection) -> bool:
     try:
         path = _path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_private_json(path, data)
         if secret and room_id and secret != (recall_secret(room_id) or ""):
             secrets.store_secret(room_id, secret)
         return True

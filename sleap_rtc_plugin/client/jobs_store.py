@@ -31,6 +31,7 @@ from typing import Any
 
 from ..protocol.base import ProtocolError
 from ..protocol.names import check_file_name, check_id, check_owner, child_path, is_id
+from ..util.private_files import write_private
 
 OWNERS_DIR = Path(".sleap-rtc") / "owners"
 JOBLIST_DIR = Path(".sleap-rtc") / "joblist"
@@ -61,14 +62,7 @@ class OwnerStore:
             os.chmod(self.dir, 0o700)
         secret = new_owner_secret()
         path = self._path(job_id)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, secret.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_private(path, secret.encode("ascii"), durable=True)
         return secret
 
     def get(self, job_id: str) -> str | None:
@@ -84,17 +78,6 @@ class OwnerStore:
 
     def forget(self, job_id: str) -> None:
         self._path(job_id).unlink(missing_ok=True)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` (0600): a crash leaves the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -151,7 +134,7 @@ class JobList:
 
     def put(self, record: JobRecord) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(self._path(record.job_id), json.dumps(asdict(record), indent=1, default=str).encode())
+        write_private(self._path(record.job_id), json.dumps(asdict(record), indent=1, default=str).encode())
 
     def get(self, job_id: str) -> JobRecord | None:
         """The entry for ``job_id`` (a bad id raises ``ProtocolError``); a damaged entry is none."""

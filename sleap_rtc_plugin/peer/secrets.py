@@ -23,6 +23,8 @@ from pathlib import Path
 
 import platformdirs
 
+from ..util.private_files import write_private_json
+
 APP = "sleap-rtc"
 CREDENTIALS_FILE = "credentials.json"
 
@@ -95,12 +97,7 @@ def store_secret(room_id: str, value: str, *, config: str | Path | None = None) 
     data = _load_credentials(cfg)
     data.setdefault("room_secrets", {})[room_id] = value.strip()
     path = _credentials_path(cfg)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private_json(path, data)
     return path
 
 
