@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
 from fixtures_e2e import worker_process  # noqa: F401
 from fixtures_gui import DOCS_IMAGES, make_project, qapp_module, run_qasync, stop_qt_threads  # noqa: F401
 from sleap_rtc_plugin import sample_data
@@ -236,6 +237,52 @@ def test_queue_from_the_dialog_with_a_busy_worker_shows_the_position(qapp_module
 
     try:
         run_qasync(scenario(), timeout=400)
+    finally:
+        _close(window)
+        stop_qt_threads(window)
+
+
+def test_fetching_a_detached_tracking_job_merges_its_predictions_once(qapp_module, worker_process, trained_model, tmp_path):  # noqa: F811
+    """Fetch results on a tracking job adds its predictions to the open project, once."""
+    import sleap_io as sio
+
+    from sleap_rtc_plugin.client.api import submit_inference
+    from sleap_rtc_plugin.gui import packaging
+
+    project = tmp_path / "project" / "project.slp"
+    project.parent.mkdir()
+    sio.load_slp(str(trained_model.labels_path)).save(str(project))  # the model's own skeleton and video
+    spec = _spec(worker_process)
+    window = _window(project)
+
+    async def scenario():
+        req = packaging.InferenceRequest(labels=window.labels, labels_filename=str(project), model_dirs=[trained_model.run_dir],
+                                         frames={0: [0, 1, 2, 3]})
+        package = packaging.write_inference_package(req, tmp_path / "pkg")
+        handle = submit_inference(package.path, spec, project_dir=project.parent, inputs=package.inputs)
+        async for event in handle.events():
+            if event.kind == "status" and event.data.get("state") == "running":
+                break
+        await handle.detach()  # the Track dialog was closed: the job goes on remotely
+        assert (await handle.result()).detached
+
+        panel = _open_panel(window, spec)
+        await _wait_for(lambda: panel.record(handle.job_id) is not None, what="the tracking job listed")
+        fetching = panel.fetch_results(panel.record(handle.job_id))
+        assert fetching is not None
+        await _wait_for(lambda: handle.job_id in panel.merged, timeout=300, what="the predictions merged")
+        outcome = await fetching.result()
+        (predictions,) = outcome.prediction_files
+        with_instances = [lf for lf in sio.load_slp(str(predictions)).labeled_frames if lf.instances]
+        assert panel.merged[handle.job_id] == len(with_instances)
+        assert "added to the project" in panel.status.text() or "predictions" in panel.status.text()
+
+        await panel._reload(False)
+        assert panel.fetch_results(panel.record(handle.job_id)) is None  # a second fetch merges nothing
+        assert list(panel.merged) == [handle.job_id]
+
+    try:
+        run_qasync(scenario(), timeout=600)
     finally:
         _close(window)
         stop_qt_threads(window)

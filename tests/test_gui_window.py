@@ -116,7 +116,9 @@ def test_train_dialog_is_sleaps_training_dialog_with_remote_section(main_window,
     # the firstresult hook from the second plugin supplied the defaults
     assert dialog.panel.server_url.text() == "ws://lab-coordinator.example:8765"
     assert dialog.panel.room_id.text() == "lab-room"
-    # without a token the Run button explains what is missing instead of submitting
+    # without a token (nor a session string, which an earlier test may have had remembered)
+    # the Run button explains what is missing instead of submitting
+    dialog.panel.session_string.setText("")
     dialog.panel.token.setText("")
     dialog.submit()
     assert not dialog.busy

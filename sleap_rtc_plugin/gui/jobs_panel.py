@@ -72,6 +72,7 @@ class RemoteJobsPanel(QtWidgets.QDialog):
         self.connection = connection
         self.records: list[Any] = []
         self.handles: dict[str, Any] = {}
+        self.merged: dict[str, int] = {}  # job id -> frames whose predictions this panel added
         self.viewers: dict[str, Any] = {}
         self.follow_tasks: dict[str, asyncio.Future] = {}
         self.last_notification: Any = None
@@ -317,7 +318,30 @@ class RemoteJobsPanel(QtWidgets.QDialog):
                 viewer.set_message(f"Job {handle.job_id}: {handle.state.value}")
             await self._reload(False)
         if not outcome.detached:
+            if handle.kind == "track":
+                self._merge_predictions(handle, outcome)
             self._notify_end(handle, outcome, None)
+
+    def _merge_predictions(self, handle: Any, outcome: Any) -> int:
+        """Merge fetched predictions into the open project as the Track dialog does.
+
+        Once only: a job whose results are installed is never fetched again
+        (``fetch_job`` returns ``None``), so this runs once per job."""
+        from . import packaging
+
+        files = outcome.prediction_files or ([outcome.predictions] if outcome.predictions else [])
+        labels = getattr(self.main_window, "labels", None)
+        if not files or labels is None:
+            return 0
+        try:
+            count = sum(packaging.merge_predictions(labels, Path(path), {}) for path in files)
+        except (ValueError, OSError) as exc:
+            self._say(f"Job {handle.job_id}: the predictions were saved in {files[0]} but could not be added to this project: {exc}")
+            return 0
+        self.main_window._handle_learning_finished(count)
+        self._say(f"Job {handle.job_id}: predictions on {count} frame(s) were added to the project.")
+        self.merged[handle.job_id] = count
+        return count
 
     def _notify_end(self, handle: Any, outcome: Any, error: Any) -> None:
         kind = "Remote training" if handle.kind == "train" else "Remote inference"

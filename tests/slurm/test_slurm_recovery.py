@@ -40,7 +40,9 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
     ))
     await worker.start()
     try:
-        package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=6, steps_per_epoch=5)
+        # Far more epochs than either attempt runs: attempt 1 must outlive its shrunk limit
+        # (a minute, checked by slurmctld every ~30 s) however fast this machine trains.
+        package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=200, steps_per_epoch=5)
         handle = submit_training(package, client_spec(qcoord.url, qroom), project_dir=tmp_path / "project", queue=QueueOptions())
         events: list = []
         kept = await drain(handle, events, until=lambda e: e.kind == "checkpoint")
@@ -48,6 +50,15 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
         slurm_id = (await asyncio.to_thread(slurm_cluster.jobs))[0]
         # The job has run past one minute of its limit as far as Slurm is concerned: TIMEOUT at the next check.
         await asyncio.to_thread(slurm_cluster.run, "scontrol", "update", f"JobId={slurm_id}", "TimeLimit=0:1")
+        current = {"attempt": 1}
+
+        def an_epoch_of_attempt_2(e) -> bool:
+            if e.kind == "status" and e.data.get("state") == "dispatched":
+                current["attempt"] = e.data["attempt"]
+            return current["attempt"] == 2 and e.kind == "progress" and e.data.get("event") == "epoch_end"
+
+        await drain(handle, events, until=an_epoch_of_attempt_2)
+        await handle.stop_early()  # the resumed attempt has shown where it resumed; end it with a model
         await drain(handle, events)
         outcome = await handle.result()
         sbatch_lines = [p.read_text().splitlines()[-1][-300:] for p in (tmp_path / "staging").glob("*/slurm/*/job.sbatch")]
@@ -61,7 +72,7 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
     # A checkpoint file can be seen before its epoch's progress line is read from the shared filesystem (epoch None).
     handed = max((e.data for e in by_attempt[1] if e.kind == "checkpoint" and e.data.get("epoch") is not None), key=lambda d: d["epoch"])
     resumed = epochs(by_attempt[2])
-    assert resumed and resumed[0] == handed["epoch"] + 1 and resumed[-1] == 5, (
+    assert resumed and resumed[0] == handed["epoch"] + 1 and resumed == list(range(resumed[0], resumed[-1] + 1)) and resumed[-1] < 199, (
         handed, resumed, [e.data for e in by_attempt[2] if e.kind == "status"], sbatch_lines)
     assert (outcome.model_dirs[0] / "best.ckpt").stat().st_size > 0
     record = await qcoord.jobstore.get_job(handle.job_id)
