@@ -242,6 +242,28 @@ def test_queue_from_the_dialog_with_a_busy_worker_shows_the_position(qapp_module
         stop_qt_threads(window)
 
 
+def _project_like_the_models(folder: Path, labels_path: Path, n_frames: int = 6) -> Path:
+    """A saved project on frames like the model's own (an image sequence), with its skeleton."""
+    import imageio.v3 as iio
+    import sleap_io as sio
+
+    folder.mkdir(parents=True)
+    source = sio.load_slp(str(labels_path))
+    files = []
+    for i in range(n_frames):
+        path = folder / f"frame{i:03d}.png"
+        iio.imwrite(path, source.videos[0][i].squeeze())
+        files.append(str(path))
+    video = sio.Video.from_filename(files)
+    skeleton = source.skeletons[0]
+    first = next(lf for lf in source.labeled_frames if lf.frame_idx < n_frames)
+    frame = sio.LabeledFrame(video=video, frame_idx=first.frame_idx,
+                             instances=[sio.Instance.from_numpy(first.instances[0].numpy(), skeleton=skeleton)])
+    path = folder / "project.slp"
+    sio.Labels(labeled_frames=[frame], videos=[video], skeletons=[skeleton]).save(str(path))
+    return path
+
+
 def test_fetching_a_detached_tracking_job_merges_its_predictions_once(qapp_module, worker_process, trained_model, tmp_path):  # noqa: F811
     """Fetch results on a tracking job adds its predictions to the open project, once."""
     import sleap_io as sio
@@ -249,9 +271,7 @@ def test_fetching_a_detached_tracking_job_merges_its_predictions_once(qapp_modul
     from sleap_rtc_plugin.client.api import submit_inference
     from sleap_rtc_plugin.gui import packaging
 
-    project = tmp_path / "project" / "project.slp"
-    project.parent.mkdir()
-    sio.load_slp(str(trained_model.labels_path)).save(str(project))  # the model's own skeleton and video
+    project = _project_like_the_models(tmp_path / "project", trained_model.labels_path)
     spec = _spec(worker_process)
     window = _window(project)
 
