@@ -154,6 +154,11 @@ class JobHandle:
         """Stop early / cancel can reach the job now (a link to its worker, or its queue)."""
         return (self._link is not None and self._link_ready) or (self.queue is not None and self._coord is not None)
 
+    @property
+    def stoppable(self) -> bool:
+        """Stop Early can reach the trainer now: it needs the link to the job's current worker."""
+        return self._link is not None and self._link_ready
+
     # -- internals ------------------------------------------------------------
     def _emit(self, kind: EventKind, /, **data: Any) -> None:
         if kind == "status":

@@ -45,8 +45,10 @@ def plan_resume(engine: Plannable, models: Sequence[ModelSpec], handed: Mapping[
             log.warning("job %s: checkpoint is for model %s, not in this package (%s); ignored", engine.job_id, head, ", ".join(by_head))
             continue
         engine.model_overrides.setdefault(head, []).append(f"trainer_config.resume_ckpt_path={hydra_value(resume.path.resolve().as_posix())}")
+        # Also where epochs are left: if none of them beats the checkpoint, sleap-nn writes no
+        # best.ckpt and dies opening it; the runner then delivers the checkpoint (finish.py).
+        engine.finish_from[head] = resume.path
         if is_final(resume.epoch, model.max_epochs):
-            engine.finish_from[head] = resume.path
             log.info("job %s attempt %d: %s finished training on an earlier attempt (epoch %s of %s); delivering it from the relayed checkpoint",
                      engine.job_id, attempt, head, resume.epoch, model.max_epochs)
         else:

@@ -196,6 +196,12 @@ class TrainingJob(_Job):
             *overrides,
         )
 
+    def _died_opening_best_ckpt(self) -> bool:
+        """sleap-nn's end when no epoch beat the checkpoint it resumed from (no best.ckpt
+        written, then opened): the checkpoint is the model. Any other crash stays a failure."""
+        tail = "\n".join([*self._stderr_tail, *self._stdout_tail])
+        return "FileNotFoundError" in tail and "best.ckpt" in tail
+
     def _find_run_dir(self, model: ModelSpec, announced: list[str], started: float) -> Path | None:
         for path in reversed(announced):
             p = Path(path)
@@ -257,7 +263,7 @@ class TrainingJob(_Job):
                 if self._cancelled:
                     raise ProcessCancelled(f"job {self.job_id} was cancelled during {model.head} training")
                 run_dir = await asyncio.to_thread(self._find_run_dir, model, announced, started) if rc == 0 else None
-                if run_dir is None and model.head in self._finish_from:
+                if run_dir is None and model.head in self._finish_from and (rc == 0 or self._died_opening_best_ckpt()):
                     run_dir = await asyncio.to_thread(complete_run_dir, self.output_dir, model.run_name, self._finish_from[model.head], started)
                     if run_dir is not None:
                         logger.info("job %s: %s had no epoch left to train; finished from its final checkpoint in %s", self.job_id, model.head, run_dir)
