@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,3 +84,17 @@ def trained_model(training_package, sample_labels, sample_root) -> TrainedModel:
             seconds=time.monotonic() - t0,
         )
     return _MEMO["trained"]
+
+
+def failing_training_package(labels: Path, out: Path) -> Path:
+    """A real package sleap-nn refuses at start (an optimizer it does not know)."""
+    good = sample_data.make_training_package(labels, out / "good")
+    bad = out / "bad" / good.name
+    bad.parent.mkdir(parents=True)
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "single_instance.yaml":
+                data = data.replace(b"  optimizer:\n", b"  optimizer_name: SGD\n  optimizer:\n")
+            dst.writestr(name, data)
+    return bad

@@ -157,3 +157,15 @@ def sleap_run_training_with(window, run_dir: Path) -> tuple[str, list]:
         return form["trainer_config.ckpt_dir"], dialog.get_every_head_config_data(form)
     finally:
         dialog.close()
+
+
+async def wait_until(predicate, timeout: float, what: str = "condition") -> None:
+    """Poll ``predicate`` on the running (qasync) loop until it holds; fail after ``timeout`` s."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout} s")
+        await asyncio.sleep(0.05)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fixtures_e2e import collect, coordinator, cpu_worker, first_epoch, make_worker, project, room, spec_for  # noqa: F401
-from fixtures_data import sample_labels, sample_root, training_package  # noqa: F401
+from fixtures_data import sample_labels, sample_root, failing_training_package, training_package  # noqa: F401
 from sleap_rtc_plugin import sample_data
 from sleap_rtc_plugin.client.api import RemoteError, attach, fetch_job, forget_job, list_jobs, run_again, submit_training
 from sleap_rtc_plugin.client.handle_state import state_after_error, state_of
@@ -129,23 +129,10 @@ async def test_attach_replays_the_epochs_so_far_then_follows(cpu_worker, project
     assert fetch_job(handle.job_id, spec_for(cpu_worker), project_dir=project) is None
 
 
-def _failing_package(sample_labels: Path, out: Path) -> Path:  # noqa: F811
-    """A real package sleap-nn refuses at start (an optimizer it does not know)."""
-    good = sample_data.make_training_package(sample_labels, out / "good")
-    bad = out / "bad" / good.name
-    bad.parent.mkdir(parents=True)
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
-        for name in src.namelist():
-            data = src.read(name)
-            if name == "single_instance.yaml":
-                data = data.replace(b"  optimizer:\n", b"  optimizer_name: SGD\n  optimizer:\n")
-            dst.writestr(name, data)
-    return bad
-
 
 @pytest.mark.slow
 async def test_a_failed_job_keeps_the_workers_last_log_lines(cpu_worker, project, sample_labels, tmp_path):  # noqa: F811
-    handle = submit_training(_failing_package(sample_labels, tmp_path), spec_for(cpu_worker), project_dir=project)
+    handle = submit_training(failing_training_package(sample_labels, tmp_path), spec_for(cpu_worker), project_dir=project)
     await collect(handle)
     with pytest.raises(RemoteError) as info:
         await handle.result()

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from fixtures_gui import main_window, project_path, qapp_module, run_qasync  # noqa: F401
+from fixtures_gui import main_window, project_path, qapp_module, run_qasync, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.gui
 
@@ -36,12 +36,7 @@ def _fresh(window, key):
 
 
 async def _wait_for(predicate, timeout: float = 30.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, timeout)
 
 
 def test_session_strings_coordinator_replaces_the_url_until_the_user_edits_it(main_window):

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from fixtures_e2e import worker_process  # noqa: F401
-from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync  # noqa: F401
+from fixtures_gui import DOCS_IMAGES, main_window, project_path, qapp_module, run_qasync, wait_until  # noqa: F401
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -25,12 +25,7 @@ JARGON = re.compile(r"\b(via|direct|data channel|sctp|ice|candidate|MiB|receivin
 
 
 async def _wait_for(predicate, timeout: float = 300.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, timeout)
 
 
 def _worker_status(worker) -> dict:

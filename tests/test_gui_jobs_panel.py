@@ -15,21 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_data import sample_labels, sample_root, trained_model, training_package  # noqa: F401
+from fixtures_data import sample_labels, sample_root, trained_model, failing_training_package, training_package  # noqa: F401
 from fixtures_e2e import worker_process  # noqa: F401
-from fixtures_gui import DOCS_IMAGES, make_project, qapp_module, run_qasync, stop_qt_threads  # noqa: F401
+from fixtures_gui import DOCS_IMAGES, make_project, qapp_module, run_qasync, stop_qt_threads, wait_until  # noqa: F401
 from sleap_rtc_plugin import sample_data
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 async def _wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout} s")
-        await asyncio.sleep(0.05)
+    await wait_until(predicate, timeout, what)
 
 
 def _window(project: Path):
@@ -140,24 +135,12 @@ def test_reattach_after_restart_watch_live_and_fetch_once(qapp_module, worker_pr
                 stop_qt_threads(window)
 
 
-def _failing_package(labels: Path, out: Path) -> Path:
-    good = sample_data.make_training_package(labels, out / "good")
-    bad = out / "bad" / good.name
-    bad.parent.mkdir(parents=True)
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
-        for name in src.namelist():
-            data = src.read(name)
-            if name == "single_instance.yaml":
-                data = data.replace(b"  optimizer:\n", b"  optimizer_name: SGD\n  optimizer:\n")
-            dst.writestr(name, data)
-    return bad
-
 
 def test_a_failed_job_shows_the_workers_log_and_notifies(qapp_module, worker_process, tmp_path):  # noqa: F811
     from sleap_rtc_plugin.client.api import RemoteError, submit_training
 
     project = make_project(tmp_path / "project")
-    package = _failing_package(sample_data.make_labels(tmp_path / "labels.slp"), tmp_path)
+    package = failing_training_package(sample_data.make_labels(tmp_path / "labels.slp"), tmp_path)
     spec = _spec(worker_process)
     window = _window(project)
 
