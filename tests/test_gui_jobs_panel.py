@@ -17,7 +17,7 @@ import pytest
 
 from fixtures_data import sample_labels, sample_root, trained_model, failing_training_package, training_package  # noqa: F401
 from fixtures_e2e import worker_process  # noqa: F401
-from fixtures_gui import DOCS_IMAGES, make_project, qapp_module, run_qasync, stop_qt_threads, wait_until  # noqa: F401
+from fixtures_gui import DOCS_IMAGES, close_top_level_windows, make_project, qapp_module, run_qasync, stop_qt_threads, wait_until  # noqa: F401
 from sleap_rtc_plugin import sample_data
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -38,6 +38,7 @@ def _window(project: Path):
 def _close(window) -> None:
     window.state["has_changes"] = False
     window.close()
+    close_top_level_windows()
 
 
 def _spec(worker):

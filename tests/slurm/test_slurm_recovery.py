@@ -40,9 +40,9 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
     ))
     await worker.start()
     try:
-        # Far more epochs than either attempt runs: attempt 1 must outlive its shrunk limit
-        # (a minute, checked by slurmctld every ~30 s) however fast this machine trains.
-        package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=200, steps_per_epoch=5)
+        # More epochs than any machine trains before the shrunk limit strikes (a minute,
+        # checked by slurmctld every ~30 s); attempt 2 is ended with Stop Early instead.
+        package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=100_000, steps_per_epoch=5)
         handle = submit_training(package, client_spec(qcoord.url, qroom), project_dir=tmp_path / "project", queue=QueueOptions())
         events: list = []
         kept = await drain(handle, events, until=lambda e: e.kind == "checkpoint")
@@ -50,6 +50,8 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
         slurm_id = (await asyncio.to_thread(slurm_cluster.jobs))[0]
         # The job has run past one minute of its limit as far as Slurm is concerned: TIMEOUT at the next check.
         await asyncio.to_thread(slurm_cluster.run, "scontrol", "update", f"JobId={slurm_id}", "TimeLimit=0:1")
+        await drain(handle, events, until=lambda e: split_by_attempt(events).keys() > {0, 1} and len(epochs(split_by_attempt(events)[2])) >= 2)
+        await handle.stop_early()
         await drain(handle, events)
         outcome = await handle.result()
         sbatch_lines = [p.read_text().splitlines()[-1][-300:] for p in (tmp_path / "staging").glob("*/slurm/*/job.sbatch")]
@@ -63,10 +65,8 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
     # A checkpoint file can be seen before its epoch's progress line is read from the shared filesystem (epoch None).
     handed = max((e.data for e in by_attempt[1] if e.kind == "checkpoint" and e.data.get("epoch") is not None), key=lambda d: d["epoch"])
     resumed = epochs(by_attempt[2])
-    # Attempt 2 trains from the epoch after the handed checkpoint to the end; when attempt 1
-    # got through its last epoch before the limit struck, there is nothing left to train and
-    # the handed checkpoint is the model (worker/finish.py).
-    assert resumed == list(range(handed["epoch"] + 1, 200)), (
+    # Attempt 2 trains from the epoch after the handed checkpoint, one epoch after another, until Stop Early.
+    assert len(resumed) >= 2 and resumed == list(range(handed["epoch"] + 1, handed["epoch"] + 1 + len(resumed))), (
         handed, resumed, [e.data for e in by_attempt[2] if e.kind == "status"], sbatch_lines)
     assert (outcome.model_dirs[0] / "best.ckpt").stat().st_size > 0
     record = await qcoord.jobstore.get_job(handle.job_id)
