@@ -334,7 +334,7 @@ class RemoteJobsPanel(QtWidgets.QDialog):
         if not files or labels is None:
             return 0
         try:
-            count = sum(packaging.merge_predictions(labels, Path(path), {}) for path in files)
+            count = packaging.merge_prediction_files(labels, [Path(p) for p in files], {})
         except (ValueError, OSError) as exc:
             self._say(f"Job {handle.job_id}: the predictions were saved in {files[0]} but could not be added to this project: {exc}")
             return 0

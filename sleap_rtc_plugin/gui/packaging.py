@@ -291,6 +291,18 @@ def merge_predictions(labels: Any, predictions_path: Path, inference_params: dic
     return task.merge_results()
 
 
+def merge_prediction_files(labels: Any, files: list[Path], inference_params: dict, req: InferenceRequest | None = None) -> int:
+    """Merge every predictions file a job returned (one per video); frames merged in all.
+
+    The Track dialog knows its request, so each file merges only into the videos it asked
+    for; the Remote Jobs panel fetching a job from an earlier session does not, and lets the
+    file's own videos decide."""
+    return sum(
+        merge_predictions(labels, Path(path), inference_params, requested=predicted_videos(Path(path), req) if req is not None else None)
+        for path in files
+    )
+
+
 def prediction_file_name(video: Any, video_index: int, labels_filename: str, timestamp: str) -> str:
     """SLEAP's own name for a predictions file (``runners.InferenceTask.make_predict_cli_call``):
     ``<video file>.<timestamp>.predictions.slp``, or ``video<N>_<labels file>.…`` for a video

@@ -69,10 +69,7 @@ class RemoteInferenceDialog(RemoteLearningDialog):
 
     def merge(self, predictions: list[Path], request: packaging.InferenceRequest) -> int:
         """Merge on the GUI thread (the open labels are Qt-owned state); one file per video."""
-        count = sum(
-            packaging.merge_predictions(self.main_window.labels, path, request.inference_params, requested=packaging.predicted_videos(path, request))
-            for path in predictions
-        )
+        count = packaging.merge_prediction_files(self.main_window.labels, predictions, request.inference_params, request)
         self.merged_count = count
         self.main_window._handle_learning_finished(count)
         if self.panel.job_stages is not None:
