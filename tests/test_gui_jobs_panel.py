@@ -176,7 +176,7 @@ def test_queue_from_the_dialog_with_a_busy_worker_shows_the_position(qapp_module
     from sleap_rtc_plugin.gui.plugin import show_dialog
 
     project = make_project(tmp_path / "project")
-    busy_package = sample_data.make_training_package(sample_data.make_labels(tmp_path / "labels.slp"), tmp_path / "pkg", epochs=200, steps_per_epoch=2)
+    busy_package = sample_data.make_training_package(sample_data.make_labels(tmp_path / "labels.slp"), tmp_path / "pkg", epochs=100_000, steps_per_epoch=2)  # busy until cancelled
     spec = _spec(worker_process)
     window = _window(project)
 
