@@ -97,22 +97,8 @@ def main_window(request, qapp_module, project_path):
         if child is not None:
             child.close()
     window.state["has_changes"] = False
-    close_top_level_windows()
     stop_qt_threads(window)
     window.close()
-
-
-def close_top_level_windows() -> None:
-    """Close every window a test left open (a remote dialog is not one of SLEAP's child
-    windows): one left visible keeps its refresh timer, which would fire into the next
-    module after the event loop is gone."""
-    from qtpy.QtWidgets import QApplication
-
-    for widget in QApplication.topLevelWidgets():
-        if type(widget).__name__ == "MainWindow":  # SLEAP's: no "save changes?" prompt
-            widget.state["has_changes"] = False
-        if widget.isVisible():
-            widget.close()
 
 
 def stop_qt_threads(window) -> None:
