@@ -8,7 +8,8 @@ time, and the load average of the machine is recorded with the figures (other wo
 the same cores shows up there, not silently in the latencies).
 
 Phases, separated by barriers across all processes: registration (workers, then
-clients), idle discovery (one client, one request at a time), discovery under load
+clients), idle (heartbeats only, ``--idle-seconds``), idle discovery (one client, one
+request at a time), discovery under load
 (every client in a closed loop), relay round trips under load (client → worker → client).
 
     python benchmarks/coordinator.py --workers 500 --clients 50 --procs 2 --json
@@ -37,12 +38,13 @@ logging.basicConfig(level=logging.WARNING)
 import sleap_rtc_plugin
 from sleap_rtc_plugin.coordinator.cli import run_server
 print("code", sleap_rtc_plugin.__path__[0], flush=True)
-args = argparse.Namespace(host="127.0.0.1", port=0, db=":memory:", heartbeat_interval=10.0, heartbeat_timeout=60.0)
-if len(sys.argv) > 1:
-    import cProfile
-    with cProfile.Profile() as prof:
+args = argparse.Namespace(host="127.0.0.1", port=0, db=":memory:", heartbeat_interval=10.0, heartbeat_timeout=60.0,
+                          compression=sys.argv[1] == "deflate")
+if len(sys.argv) > 2:
+    import cProfile, time
+    with cProfile.Profile(time.thread_time) as prof:
         code = asyncio.run(run_server(args))
-    prof.dump_stats(sys.argv[1])
+    prof.dump_stats(sys.argv[2])
     sys.exit(code)
 sys.exit(asyncio.run(run_server(args)))
 """
@@ -183,6 +185,8 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
     for w in workers:
         w.add_relay_handler(lambda relay, w=w: answer(w, relay))
     await phase()  # B1: all registered
+    await asyncio.sleep(spec["idle_seconds"])
+    await phase()  # B1b: nothing but heartbeats for idle_seconds
 
     idle_ms: list[float] = []
     if full_client is not None:
@@ -240,11 +244,11 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
 # --- the parent: server, barriers, figures --------------------------------------------
 
 
-def _start_server(profile: str | None) -> tuple[subprocess.Popen[str], str, str]:
+def _start_server(profile: str | None, compression: bool) -> tuple[subprocess.Popen[str], str, str]:
     """Start the coordinator; return it, its URL and the package directory it runs from
     (recorded with the figures: a before/after comparison must say which code ran)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, *([profile] if profile else [])], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, "deflate" if compression else "none", *([profile] if profile else [])], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
     code = proc.stdout.readline().split(" ", 1)[-1].strip() if proc.stdout else ""
     line = proc.stdout.readline() if proc.stdout else ""
     if "listening on" not in line:
@@ -261,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if fd_limit < needed:
         raise SystemExit(f"error: the server needs ~{needed} file descriptors, RLIMIT_NOFILE allows {fd_limit}; lower --workers/--clients")
     load_before = os.getloadavg()
-    server, url, server_code = _start_server(args.profile)
+    server, url, server_code = _start_server(args.profile, args.compression)
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
     try:
@@ -273,14 +277,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spec = {
             "procs": args.procs, "url": url, "room_id": room_id, "token": token, "seed": args.seed,
             "workers": args.workers, "clients": args.clients, "rounds": args.rounds,
-            "idle_rounds": args.idle_rounds, "concurrency": args.concurrency,
+            "idle_rounds": args.idle_rounds, "concurrency": args.concurrency, "idle_seconds": args.idle_seconds,
         }
         procs = [ctx.Process(target=generator_main, args=(i, spec, barrier, results), daemon=True) for i in range(args.procs)]
         for p in procs:
             p.start()
 
         marks: list[tuple[float, float]] = []
-        for _ in range(5):  # B0..B4
+        for _ in range(6):  # B0, B1, B1b, B2, B3, B4
             try:
                 barrier.wait(BARRIER_TIMEOUT)
             except threading.BrokenBarrierError:
@@ -316,8 +320,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     returned = [x for p in parts for x in p["returned"]]
     connections = args.workers + args.clients
     reg_wall, reg_cpu = span(0, 1)
-    disc_wall, disc_cpu = span(2, 3)
-    relay_wall, relay_cpu = span(3, 4)
+    idle_wall, idle_cpu = span(1, 2)
+    disc_wall, disc_cpu = span(3, 4)
+    relay_wall, relay_cpu = span(4, 5)
     return {
         "benchmark": "coordinator",
         "workers": args.workers,
@@ -327,6 +332,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "registrations_per_s": round(connections / reg_wall, 1),
         "registration_seconds": round(reg_wall, 3),
         "server_cpu_ms_per_registration": round(1000 * reg_cpu / connections, 3),
+        "idle_seconds": round(idle_wall, 2),
+        "server_cpu_share_idle": round(idle_cpu / idle_wall, 4) if idle_wall > 0 else None,
         "discover_idle_p50_ms": round(percentile(idle, 50), 2),
         "discover_idle_p99_ms": round(percentile(idle, 99), 2),
         "discover_under_load_p50_ms": round(percentile(discover, 50), 2),
@@ -346,6 +353,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m_before": round(load_before[0], 2),
         "loadavg_1m_after": round(load_after[0], 2),
         "server_code": server_code,
+        "server_compression": "deflate" if args.compression else "none",
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
     }
@@ -358,9 +366,12 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes the peers are spread over (default 2)")
     parser.add_argument("--rounds", type=int, default=20, help="discover rounds, then relay rounds, per client (default 20)")
     parser.add_argument("--idle-rounds", type=int, default=100, help="sequential discovers by one client on an idle server (default 100)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0,
+                        help="seconds with every peer connected and silent but for heartbeats; reports the server's CPU share then (default 10, one heartbeat interval)")
     parser.add_argument("--concurrency", type=int, default=100, help="registrations in flight at once, over all generators (default 100)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", metavar="FILE", help="run the coordinator under cProfile and write its stats to FILE (figures are then slower)")
+    parser.add_argument("--profile", metavar="FILE", help="run the coordinator under cProfile (CPU time of its event-loop thread, not wall time: on a busy machine wall time mostly measures waiting) and write its stats to FILE (figures are then slower)")
+    parser.add_argument("--compression", action="store_true", help="run the coordinator with permessage-deflate (server.compression = true; off by default)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (default: indented JSON)")
     args = parser.parse_args()
     if args.procs < 1:

@@ -46,6 +46,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--room-creation", choices=("open", "admin"), default=None,
                         help="who may create rooms: open = anyone who reaches the server, rate-limited per address; admin = only with an admin token (default server.room_creation = open)")
     parser.add_argument("--max-room-ttl-hours", type=float, default=None, help="longest room lifetime a client may ask for (default server.max_room_ttl_hours = 720)")
+    parser.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
+                        help="accept permessage-deflate from peers that offer it: ~5x fewer bytes per peer list for slow links, "
+                             "at the coordinator's largest per-reply CPU cost (default server.compression = false)")
     parser.add_argument("--allow-room-token-workers", action="store_true", default=None,
                         help="let workers registered with only the room token take queued jobs (default server.allow_room_token_workers = false: "
                              "only workers enrolled with `sleap-rtc admin token create`; per room: `sleap-rtc admin room-policy`)")
@@ -59,6 +62,7 @@ def _server_settings(args: argparse.Namespace):
         server__allow_room_token_workers=getattr(args, "allow_room_token_workers", None),
         server__tls_cert=getattr(args, "tls_cert", None), server__tls_key=getattr(args, "tls_key", None),
         server__room_creation=getattr(args, "room_creation", None), server__max_room_ttl_hours=getattr(args, "max_room_ttl_hours", None),
+        server__compression=getattr(args, "compression", None),
     )
 
 
@@ -112,6 +116,7 @@ async def run_server(args: argparse.Namespace) -> int:
         limits=limits,
         ssl_context=context,
         turn=TurnConfig.from_settings(settings),
+        compression=bool(settings["server.compression"]),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

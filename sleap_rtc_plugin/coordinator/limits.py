@@ -16,6 +16,7 @@ instead (docs/lab-it.md).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -97,7 +98,11 @@ def retry_text(seconds: float) -> str:
     return f"try again in {max(1, math.ceil(seconds))} s"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(address: str) -> bool:
+    """Cached: it is asked several times per connection, and parsing an address is
+    most of what the front door costs a registration. Bounded, so hostile addresses
+    cannot grow it."""
     try:
         return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
     except ValueError:

@@ -51,6 +51,7 @@ from ..util.clock import SYSTEM_CLOCK, Clock
 from .audit_log import AuditWriter
 from .discovery import peer_list_frame
 from .edge import Edge, address_of
+from .heartbeat import HeartbeatSlots
 from .jobstore import JobStore
 from .limits import EdgeLimits, is_loopback
 from .link import CLOSE_DROPPED, OUTBOX_SIZE, Link, ref_of
@@ -92,6 +93,7 @@ class CoordinatorServer:
         ssl_context: ssl.SSLContext | None = None,
         turn: TurnConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        compression: bool = default("server.compression"),
     ):
         if heartbeat_timeout <= heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
@@ -113,10 +115,12 @@ class CoordinatorServer:
         self.requests = PeerRequests(self)
         self.edge = Edge(limits, self._audit_now)
         self.ssl_context = ssl_context
+        self.compression = compression
         self.turn = turn or TurnConfig()
         self._audit_log = AuditWriter(self.jobstore.audit_many)
         self._queue_task: asyncio.Task[None] | None = None
         self._links: set[Link] = set()
+        self._beats: HeartbeatSlots[Link] = HeartbeatSlots()
         self._server: Server | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._room_count = 0
@@ -139,6 +143,7 @@ class CoordinatorServer:
             self.port,
             process_request=self._process_request,
             ping_interval=None,
+            compression="deflate" if self.compression else None,
             max_size=WS_MAX_SIZE,
             close_timeout=2,
             ssl=self.ssl_context,
@@ -243,12 +248,15 @@ class CoordinatorServer:
     # --- heartbeats -----------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        """One slot of the links per tick (:mod:`.heartbeat`): every link is visited once
+        per interval, and the pongs of thousands of peers never arrive in one burst."""
         ticks = 0
+        slots = self._beats.count
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            await asyncio.sleep(self.heartbeat_interval / slots)
             now_mono, now_wall = time.monotonic(), time.time()
-            ping = Ping(ts=now_wall)
-            for link in list(self._links):
+            ping: str | None = None
+            for link in self._beats.due(ticks):
                 if now_mono - link.last_seen > self.heartbeat_timeout:
                     self.forget(link, "heartbeat timeout")
                     link.drop(f"no frame for {self.heartbeat_timeout:g}s (heartbeat timeout)")
@@ -257,9 +265,10 @@ class CoordinatorServer:
                     self.forget(link, "room expired")
                     link.drop("room expired")
                 else:
-                    link.send(ping)
+                    ping = ping or Ping(ts=now_wall).encode()  # once per tick, not once per link
+                    link.send_text(ping)
             ticks += 1
-            if ticks % 60 == 0:
+            if ticks % (60 * slots) == 0:
                 try:
                     purged = await self.store.purge_expired()
                     self._room_count = await self.store.count_rooms()
@@ -284,6 +293,7 @@ class CoordinatorServer:
         link = Link(conn)
         link.writer = asyncio.create_task(link.write_loop())
         self._links.add(link)
+        self._beats.add(link)
         strikes = 0
         try:
             async for raw in conn:
@@ -308,6 +318,7 @@ class CoordinatorServer:
             pass
         finally:
             self._links.discard(link)
+            self._beats.discard(link)
             self.forget(link, f"disconnected (code {conn.close_code})")
             link.writer.cancel()
 

@@ -1,0 +1,81 @@
+"""Heartbeats spread over the interval (``coordinator/heartbeat.py``).
+
+The slots must keep the old guarantee -- every connection is visited exactly once per
+interval, whatever joins and leaves in between -- while no longer pinging every
+connection in the same instant. The first property is checked against a model on
+random join/leave sequences; the second on a real coordinator, by the ``ts`` the
+server stamps on each ping (one per tick): one burst would stamp them all alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+
+from sleap_rtc_plugin.coordinator.heartbeat import SLOTS, HeartbeatSlots
+from fixtures_coordinator import live_coordinator
+
+ops = st.lists(st.one_of(st.tuples(st.just("join"), st.integers(0, 40)), st.tuples(st.just("leave"), st.integers(0, 40)), st.tuples(st.just("tick"), st.just(0))), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(slots=st.integers(1, 7), ops=ops)
+def test_every_connection_is_visited_once_per_round_at_a_fixed_phase(slots, ops):
+    beats: HeartbeatSlots[int] = HeartbeatSlots(slots)
+    live: set[int] = set()
+    last_visit: dict[int, int] = {}
+    tick = 0
+    for op, item in ops:
+        if op == "join":
+            beats.add(item)
+            live.add(item)
+        elif op == "leave":
+            beats.discard(item)
+            live.discard(item)
+            last_visit.pop(item, None)
+        else:
+            due = beats.due(tick)
+            assert len(due) == len(set(due))
+            assert set(due) <= live  # never a connection that left
+            for item in due:
+                if item in last_visit:  # the next visit is exactly one round later
+                    assert tick - last_visit[item] == slots
+                last_visit[item] = tick
+            tick += 1
+    assert len(beats) == len(live)
+    # A full round from here visits every live connection exactly once.
+    seen = [item for t in range(tick, tick + slots) for item in beats.due(t)]
+    assert sorted(seen) == sorted(live)
+
+
+def test_slots_fill_evenly_as_connections_arrive():
+    beats: HeartbeatSlots[int] = HeartbeatSlots(SLOTS)
+    for i in range(SLOTS * 7 + 3):
+        beats.add(i)
+        beats.add(i)  # adding twice changes nothing
+    sizes = [len(beats.due(t)) for t in range(SLOTS)]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == SLOTS * 7 + 3
+
+
+async def test_pings_of_one_interval_are_spread_over_it_and_reach_everyone(tmp_path):
+    async with live_coordinator(tmp_path, heartbeat_interval=0.4, heartbeat_timeout=2.0) as server:
+        sockets = [await connect(server.url, ping_interval=None) for _ in range(2 * SLOTS)]
+        try:
+            async def first_ping(ws) -> float:
+                async with asyncio.timeout(5):
+                    while True:
+                        frame = json.loads(await ws.recv())
+                        if frame["type"] == "ping":
+                            return frame["ts"]
+
+            stamps = await asyncio.gather(*(first_ping(ws) for ws in sockets))
+        finally:
+            for ws in sockets:
+                await ws.close()
+    assert len(stamps) == 2 * SLOTS  # everyone was pinged within the first interval or so
+    # One burst would stamp every ping alike; spread pings come from SLOTS ticks.
+    assert len(set(stamps)) >= SLOTS // 2
