@@ -99,6 +99,18 @@ def frames_to_predict(dialog: Any, pipeline_form_data: dict) -> dict[int, list[i
     return frames
 
 
+def import_sleap_nn_here() -> None:
+    """Import sleap-nn (and with it torch) on the calling thread, the GUI thread.
+
+    SLEAP's package writer imports sleap-nn lazily, and :func:`write_training_package` runs
+    in a worker thread: torch's first import off the main thread, while Qt runs on it,
+    crashed the whole SLEAP process (a segfault) in the GUI tests. Once imported, the
+    writer's import is a dictionary lookup. The first remote training of a session waits
+    for the import on the GUI thread, as SLEAP's own Run does.
+    """
+    import sleap_nn.config.training_job_config  # noqa: F401
+
+
 def write_training_package(req: TrainingRequest, out_dir: Path, progress: ProgressFn | None = None) -> Path:
     """Write ``<labels>.slp.training_job.zip`` into ``out_dir``; returns its path.
 

@@ -65,6 +65,7 @@ class RemoteTrainingDialog(RemoteLearningDialog):
     async def run_job(self, request: packaging.TrainingRequest, spec: Any) -> None:
         tracker = self.panel.tracker("train")
         tracker.packaging("Building the training package…")
+        packaging.import_sleap_nn_here()
         package = await asyncio.to_thread(
             packaging.write_training_package, request, self.workdir(), thread_progress(self.panel, "Embedding frames")
         )
