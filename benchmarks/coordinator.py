@@ -144,6 +144,8 @@ class RawPeer:
 def generator_main(index: int, spec: dict[str, Any], barrier: Any, results: Any) -> None:
     """Entry point of one load-generator process (its own interpreter and event loop)."""
     raise_fd_limit()
+    if spec.get("load_cpus"):
+        os.sched_setaffinity(0, set(spec["load_cpus"]))
     try:
         results.put(asyncio.run(_generate(index, spec, barrier)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which aborts the run
@@ -266,6 +268,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"error: the server needs ~{needed} file descriptors, RLIMIT_NOFILE allows {fd_limit}; lower --workers/--clients")
     load_before = os.getloadavg()
     server, url, server_code = _start_server(args.profile, args.compression)
+    load_cpus: list[int] = []
+    if args.server_cpu is not None:
+        os.sched_setaffinity(server.pid, {args.server_cpu})
+        load_cpus = sorted(os.sched_getaffinity(0) - {args.server_cpu})
+        if not load_cpus:
+            raise SystemExit("error: --server-cpu needs a machine with at least two CPUs (the load generators use the others)")
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
     try:
@@ -278,6 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "procs": args.procs, "url": url, "room_id": room_id, "token": token, "seed": args.seed,
             "workers": args.workers, "clients": args.clients, "rounds": args.rounds,
             "idle_rounds": args.idle_rounds, "concurrency": args.concurrency, "idle_seconds": args.idle_seconds,
+            "load_cpus": load_cpus,
         }
         procs = [ctx.Process(target=generator_main, args=(i, spec, barrier, results), daemon=True) for i in range(args.procs)]
         for p in procs:
@@ -354,6 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m_after": round(load_after[0], 2),
         "server_code": server_code,
         "server_compression": "deflate" if args.compression else "none",
+        "server_cpu": args.server_cpu,
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
     }
@@ -372,6 +382,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", metavar="FILE", help="run the coordinator under cProfile (CPU time of its event-loop thread, not wall time: on a busy machine wall time mostly measures waiting) and write its stats to FILE (figures are then slower)")
     parser.add_argument("--compression", action="store_true", help="run the coordinator with permessage-deflate (server.compression = true; off by default)")
+    parser.add_argument("--server-cpu", type=int, metavar="N",
+                        help="pin the coordinator to CPU N and the load generators to the other CPUs, so the server has a core of its own (default: no pinning)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (default: indented JSON)")
     args = parser.parse_args()
     if args.procs < 1:
