@@ -19,8 +19,16 @@ Per row: ``mb_per_s`` (file size over the timed send, hashing and the receiver's
 verification included; ``transfer_mb_per_s``: after the sender's SHA-256 pass, as
 ``SentFile.mb_per_s``), ``fraction_of_line`` (payload bits over the tbf rate; headers
 make 1.0 unreachable: ~0.95 for TCP, less for SCTP/DTLS/UDP), ``cpu_s_per_gb`` (sender
-+ receiver, plus coturn's for relayed rows), the selected ICE pair, and the issue's
-target where it sets one (``meets_target``). Files are written to /dev/shm.
++ receiver, plus coturn's for relayed rows; process start-up included),
+``moving_cpu_s_per_gb_sender``/``_receiver`` (``[user, system]`` CPU s per GB while the
+file moves, start-up excluded), the selected ICE pair, and the issue's target where it
+sets one (``meets_target``). Files are written to /dev/shm. The sender's clock starts
+once the receiver reports that it accepts files.
+
+Diagnostics (environment): ``NETBENCH_LOG=INFO`` with ``NETBENCH_LOG_DIR=DIR`` keeps each
+peer's log (``DIR/RATE-ROW-sender.log``); ``NETBENCH_PROFILE=DIR`` runs each peer under
+cProfile (``DIR/ROW-send.prof``, read with ``python -m pstats``); ``NETBENCH_PREHASH=1``
+hashes the file before the clock starts (a file sent before: the digest is memoised).
 """
 
 from __future__ import annotations
@@ -58,6 +66,16 @@ def _emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def _cpu() -> list[float]:
+    """User and system CPU seconds of this process so far."""
+    t = os.times()
+    return [t.user, t.system]
+
+
+def _since(start: list[float]) -> list[float]:
+    return [round(now - then, 3) for now, then in zip(_cpu(), start)]
+
+
 async def _line() -> dict:
     return json.loads(await asyncio.to_thread(sys.stdin.readline))
 
@@ -76,9 +94,11 @@ async def _peer_link(role: str, row: str, src: Path, out: Path, ice: list) -> No
         _emit(answer)
         link = await task
         await link.authenticate(SECRET)
-        link.accept_files(out)
+        await link.accept_files(out)
+        _emit({"ready": True})  # the sender starts its clock only now: an offer before this is refused
+        cpu0 = _cpu()
         got = await link.receive_file(timeout=3600)
-        _emit({"received": str(got.path), "cpu_s": time.process_time(), "path": link.path.as_dict() if link.path else None})
+        _emit({"received": str(got.path), "cpu_s": time.process_time(), "moving_cpu": _since(cpu0), "path": link.path.as_dict() if link.path else None})
         await _line()
         await link.close()
         return
@@ -89,10 +109,15 @@ async def _peer_link(role: str, row: str, src: Path, out: Path, ice: list) -> No
 
     link = await connect(send_offer, ice_servers=ice, role="client", peer_id="a", allow_loopback=False, fastpaths=_fastpaths(row), timeout=60)
     await link.authenticate(SECRET)
-    t0 = time.perf_counter()
+    await _line()  # the receiver accepts files
+    if os.environ.get("NETBENCH_PREHASH"):
+        from sleap_rtc_plugin.util.hashing import stat_and_hash
+
+        await asyncio.to_thread(stat_and_hash, src)
+    t0, cpu0 = time.perf_counter(), _cpu()
     sent = await link.send_file(src)
     seconds = time.perf_counter() - t0
-    _emit({"seconds": seconds, "via": sent.via, "cpu_s": time.process_time(), "path": link.path.as_dict() if link.path else None,
+    _emit({"seconds": seconds, "via": sent.via, "cpu_s": time.process_time(), "moving_cpu": _since(cpu0), "path": link.path.as_dict() if link.path else None,
            "transfer_mb_per_s": sent.mb_per_s,
            "large_sctp_packets": bool(getattr(link.transport, "large_packets", False))})
     await _line()
@@ -124,8 +149,9 @@ async def _peer_baseline(role: str, src: Path, out: Path, ice: list) -> None:
         await pc.setRemoteDescription(RTCSessionDescription(**await _line()))
         await pc.setLocalDescription(await pc.createAnswer())
         _emit({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+        cpu0 = _cpu()  # includes the ICE/DTLS setup: the baseline has no separate start signal
         await done.wait()
-        _emit({"received": str(target), "cpu_s": time.process_time(), "path": None})
+        _emit({"received": str(target), "cpu_s": time.process_time(), "moving_cpu": _since(cpu0), "path": None})
         await _line()
         await pc.close()
         return
@@ -136,7 +162,7 @@ async def _peer_baseline(role: str, src: Path, out: Path, ice: list) -> None:
     _emit({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
     await pc.setRemoteDescription(RTCSessionDescription(**await _line()))
     await opened.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu()
     data = src.read_bytes()
     for i in range(0, len(data), 64 * 1024):
         while ch.bufferedAmount > 16 * 1024 * 1024:
@@ -147,7 +173,7 @@ async def _peer_baseline(role: str, src: Path, out: Path, ice: list) -> None:
     from sleap_rtc_plugin.peer.path_report import selected_path
 
     path = selected_path(pc)
-    _emit({"seconds": time.perf_counter() - t0, "via": "baseline", "cpu_s": time.process_time(), "path": path.as_dict() if path else None})
+    _emit({"seconds": time.perf_counter() - t0, "via": "baseline", "cpu_s": time.process_time(), "moving_cpu": _since(cpu0), "path": path.as_dict() if path else None})
     await _line()
     await pc.close()
 
@@ -155,12 +181,18 @@ async def _peer_baseline(role: str, src: Path, out: Path, ice: list) -> None:
 def peer_main(argv: list[str]) -> None:
     import logging
 
-    logging.basicConfig(level=os.environ.get("NETBENCH_LOG", "WARNING"), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("NETBENCH_LOG", "WARNING"), stream=sys.stderr, format="%(levelname)s %(relativeCreated)d %(name)s: %(message)s")
     role, row, src, out, ice = argv
-    if row == "baseline":
-        asyncio.run(_peer_baseline(role, Path(src), Path(out), json.loads(ice)))
-    else:
-        asyncio.run(_peer_link(role, row, Path(src), Path(out), json.loads(ice)))
+    run = _peer_baseline(role, Path(src), Path(out), json.loads(ice)) if row == "baseline" else _peer_link(role, row, Path(src), Path(out), json.loads(ice))
+    profile_dir = os.environ.get("NETBENCH_PROFILE")
+    if not profile_dir:
+        asyncio.run(run)
+        return
+    import cProfile  # where each side's CPU goes: ``python -m pstats DIR/ROW-ROLE.prof``
+
+    with cProfile.Profile() as prof:
+        asyncio.run(run)
+    prof.dump_stats(os.path.join(profile_dir, f"{row}-{role}.prof"))
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -203,18 +235,29 @@ def run_row(lab, row: str, rate: str, src: Path, ice: list) -> dict:
         try:
             relay(sender, receiver)            # offer
             relay(receiver, sender)            # answer
+            def report(proc: subprocess.Popen) -> dict:
+                line = proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"{row}: a peer stopped: {proc.stderr.read()[-2000:]}")
+                return json.loads(line)
+
             if row == "baseline":
                 got = relay(receiver, sender)  # receiver's report ends the sender's clock
-                result = json.loads(sender.stdout.readline())
+                result = report(sender)
             else:
-                result = json.loads(sender.stdout.readline())
-                got = json.loads(receiver.stdout.readline())
+                relay(receiver, sender)        # receiver ready
+                result = report(sender)
+                got = report(receiver)
             for proc in (sender, receiver):
                 proc.stdin.write("{}\n")
                 proc.stdin.flush()
             for proc in (sender, receiver):
                 proc.wait(60)
-            warnings = [line.strip() for proc in (sender, receiver) for line in proc.stderr.read().splitlines() if line.startswith("WARNING")]
+            logs = {"sender": sender.stderr.read(), "receiver": receiver.stderr.read()}
+            warnings = [line.strip() for text in logs.values() for line in text.splitlines() if line.startswith("WARNING")]
+            if os.environ.get("NETBENCH_LOG_DIR"):  # the peers' logs (NETBENCH_LOG=INFO for timings), one file per row
+                for who, text in logs.items():
+                    Path(os.environ["NETBENCH_LOG_DIR"], f"{rate}-{row}-{who}.log").write_text(text)
         finally:
             for proc in (sender, receiver):
                 if proc.poll() is None:
@@ -238,6 +281,9 @@ def run_row(lab, row: str, rate: str, src: Path, ice: list) -> dict:
         report["transfer_fraction_of_line"] = round(result["transfer_mb_per_s"] / line_mb_per_s, 3)
     if relayed:
         report["cpu_s_coturn"] = round(turn_cpu, 2)
+    for side, data in (("sender", result), ("receiver", got)):
+        if "moving_cpu" in data:  # CPU while the file moved (no start-up), per GB: [user, system]
+            report[f"moving_cpu_s_per_gb_{side}"] = [round(v / (size / 1e9), 2) for v in data["moving_cpu"]]
     if warnings:
         report["warnings"] = warnings[:5]
     if "large_sctp_packets" in result:
@@ -299,7 +345,8 @@ def main() -> int:
                     try:
                         results.append(run_row(lab, row, rate, src, ice))
                     except Exception as exc:  # a failed row is a result too
-                        results.append({"row": row, "rate": rate, "error": f"{type(exc).__name__}: {exc}"[:500]})
+                        text = f"{type(exc).__name__}: {exc}"
+                        results.append({"row": row, "rate": rate, "error": text if len(text) <= 1200 else text[:300] + " ... " + text[-900:]})
                     print(f"{rate:>8} {row:<11} {json.dumps(results[-1])} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
         finally:
             lab.close()

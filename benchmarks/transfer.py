@@ -139,7 +139,7 @@ async def _worker_link(conn, mode: str, src: Path, out: Path) -> dict:
     conn.send(answer)
     link = await task
     await link.authenticate(b"bench-secret")
-    link.accept_files(out)
+    await link.accept_files(out)
     for _ in range(2 if mode == "cache" else 1):
         got = await link.receive_file(timeout=3600)
     conn.send({"received": str(got.path), "tuned": getattr(link.transport, "large_packets", False)})

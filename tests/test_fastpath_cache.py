@@ -66,7 +66,7 @@ async def test_capped_cache_over_real_link(tmp_path, paths):
     client, worker = await open_pair(client_paths=paths, worker_paths=paths)
     try:
         assert await auth_pair(client, worker, b"k", b"k") == ["psk", "psk"]
-        rx = worker.accept_files(tmp_path / "rx", cache_max_bytes=250_000)
+        rx = await worker.accept_files(tmp_path / "rx", cache_max_bytes=250_000)
         files = [make_file(tmp_path / f"v{i}.mp4", 100_000 + i) for i in range(3)]
         for f in files:
             sent = await client.send_file(f)

@@ -22,7 +22,7 @@ OFF = FastPaths(direct=False)
 
 async def fast_pair(tmp_path, client_paths=ON, worker_paths=ON):
     client, worker = await open_pair(client_paths=client_paths, worker_paths=worker_paths, secret=b"k")
-    return client, worker, worker.accept_files(tmp_path / "rx")
+    return client, worker, await worker.accept_files(tmp_path / "rx")
 
 
 @pytest.fixture

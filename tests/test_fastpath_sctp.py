@@ -61,7 +61,7 @@ async def links():
 
 
 async def round_trip(client, worker, src, tmp_path):
-    rx = worker.accept_files(tmp_path / "rx")
+    rx = await worker.accept_files(tmp_path / "rx")
     sent = await client.send_file(src)
     got = await worker.receive_file(timeout=120)
     assert got.sha256 == sent.sha256 == sha(src) == sha(got.path)
@@ -102,7 +102,7 @@ async def test_tuned_peer_with_plain_peer_keeps_standard_packets(links, tmp_path
     assert max(client_sizes) <= STANDARD_MAX and max(worker_sizes) <= STANDARD_MAX
     # and the other direction, the plain peer sending to the tuned-capable one
     src = make_file(tmp_path / "b", 2 * 1024 * 1024 + 9)
-    client.accept_files(tmp_path / "rx_client")
+    await client.accept_files(tmp_path / "rx_client")
     sent = await worker.send_file(src)
     got = await client.receive_file(timeout=120)
     assert sha(got.path) == sent.sha256 == sha(src)
@@ -155,7 +155,7 @@ async def test_path_dropping_large_datagrams_keeps_standard_packets(links, tmp_p
 async def test_tampered_chunk_detected_on_tuned_link(links, tmp_path):
     client, worker = await links()
     assert client.transport.large_packets
-    rx = worker.accept_files(tmp_path / "rx")
+    rx = await worker.accept_files(tmp_path / "rx")
     src = make_file(tmp_path / "data", 3 * 1024 * 1024)
     client.transport.outgoing_filter = flip_byte_in_frame(3)
     with pytest.raises(TransferError) as err:

@@ -26,7 +26,7 @@ def share(tmp_path):
 
 async def linked(tmp_path, client_paths: FastPaths, worker_paths: FastPaths):
     client, worker = await open_pair(client_paths=client_paths, worker_paths=worker_paths, secret=b"k")
-    return client, worker, worker.accept_files(tmp_path / "rx")
+    return client, worker, await worker.accept_files(tmp_path / "rx")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ _PATTERNS = (
     re.compile(r"^[A-Z_]+(?:: str)?\s*=\s*\"([a-z_]+)\"\s*$", re.M),
 )
 #: Not error codes although they match the patterns (names, modes, states).
-_NOT_CODES = {"direct", "shared", "cache", "datachannel", "results_ready", "int", "float", "switch", "sleap_rtc", "train_remotely",
+_NOT_CODES = {"direct", "shared", "cache", "hashend", "datachannel", "results_ready", "int", "float", "switch", "sleap_rtc", "train_remotely",
               "track_remotely", "inputs", "embedded", "sat_", "swt_"}
 #: Codes built at run time: ``job_<state>`` for a job that ended badly, ``ConnectError.stage``.
 _BUILT = {"job_failed", "job_cancelled", "answer", "ice", "channel", "connect"}

@@ -14,7 +14,7 @@ async def test_link_reports_host_pair_and_bulk_path(tmp_path, caplog):
             assert link.path is not None and link.path.kind == "host"
             assert (link.path.local_type, link.path.relay_transport) == ("host", None)
         assert any("path host" in r.getMessage() for r in caplog.records)
-        worker.accept_files(tmp_path / "rx")
+        await worker.accept_files(tmp_path / "rx")
         sent = await client.send_file(make_file(tmp_path / "f.bin", 200_000))
         await worker.receive_file(timeout=30)
         assert client.path.bulk == [sent.via] == worker.path.bulk

@@ -25,7 +25,7 @@ def sha(path) -> str:
 async def authed_pair(tmp_path, **receiver_kw):
     client, worker = await open_pair()
     assert await auth_pair(client, worker, b"k", b"k") == ["psk", "psk"]
-    rx = worker.accept_files(tmp_path / "rx", **receiver_kw)
+    rx = await worker.accept_files(tmp_path / "rx", **receiver_kw)
     return client, worker, rx
 
 
@@ -169,7 +169,7 @@ async def test_not_enough_free_space_refused_up_front(linked, tmp_path, monkeypa
 async def test_files_refused_before_auth(tmp_path):
     client, worker = await open_pair()
     try:
-        worker.accept_files(tmp_path / "rx")
+        await worker.accept_files(tmp_path / "rx")
         with pytest.raises(AuthError) as refused:
             await client.send_file(make_file(tmp_path / "f", 10))
         assert refused.value.code == "unauthenticated"
@@ -232,7 +232,7 @@ async def test_upload_interrupted_in_one_job_resumes_in_the_next(tmp_path, monke
     client, worker = await open_pair()
     try:
         assert await auth_pair(client, worker, b"k", b"k") == ["psk", "psk"]
-        rx2 = worker.accept_files(tmp_path / "job-2", partial_dir=partial)
+        rx2 = await worker.accept_files(tmp_path / "job-2", partial_dir=partial)
         sent = await client.send_file(src)
         got = await worker.receive_file(timeout=10)
         assert sent.resumed_from >= 4 * 1024 * 1024 and sent.bytes_sent == src.stat().st_size - sent.resumed_from

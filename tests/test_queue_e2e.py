@@ -19,7 +19,10 @@ import zipfile
 import pytest
 
 from fixtures_data import sample_labels, sample_root, training_package  # noqa: F401
+from fixtures_queue import eventually, use_manual_clock
 from fixtures_queue_e2e import (  # noqa: F401
+    GRACE,
+    LEASE,
     SECRET,
     BlipProxy,
     client_spec,
@@ -89,6 +92,7 @@ async def test_queue_position_requirements_and_checkpoint_relay(qcoord, qroom, q
 
 
 async def test_killed_worker_requeues_and_resumes_from_the_relayed_checkpoint(qcoord, qroom, worker_process, sample_labels, tmp_path):  # noqa: F811
+    clock = use_manual_clock(qcoord)  # the lease runs out when the test says, not after seconds of waiting
     first = worker_process("w-first", qcoord.url, (qroom[0], await enroll(qcoord, qroom[0], "w-first")), checkpoint_interval=0.5)
     first_id = await worker_peer(qcoord, qroom[0], "w-first")
     package = sample_data.make_training_package(sample_labels, tmp_path / "pkg", epochs=10)
@@ -104,6 +108,10 @@ async def test_killed_worker_requeues_and_resumes_from_the_relayed_checkpoint(qc
     assert kept is not None and kept.data["attempt"] == 1
     first.kill9()
     second_id = await worker_peer(qcoord, qroom[0], "w-second")
+    # Every frame the killed worker sent has been read once its connection is gone: then
+    # nothing renews the lease, and it runs out (plus the grace) in one step.
+    await eventually(lambda: qcoord.presence.get(qroom[0], first_id) is None, timeout=60)
+    clock.advance(LEASE + GRACE + 0.5)
 
     await drain(handle, events)
     outcome = await handle.result()
@@ -132,6 +140,8 @@ async def test_killed_worker_requeues_and_resumes_from_the_relayed_checkpoint(qc
 
 async def test_blip_longer_than_the_lease_but_shorter_than_the_grace_keeps_the_job(qroom, qcoord, qworker, sample_labels, tmp_path):  # noqa: F811
     # Lease 3 s + grace 4 s (fixtures_queue_e2e): a 5 s outage outlives the lease, not the grace.
+    # The coordinator lives those 5 s on a manual clock; the disconnection itself is real.
+    clock = use_manual_clock(qcoord)
     proxy = BlipProxy(qcoord.port)
     await proxy.start()
     try:
@@ -141,8 +151,11 @@ async def test_blip_longer_than_the_lease_but_shorter_than_the_grace_keeps_the_j
         events: list = []
         await drain(handle, events, until=lambda e: e.kind == "progress" and e.data.get("event") == "epoch_end")
         proxy.cut()
-        await asyncio.sleep(5.0)
-        assert not worker.coordinator.connected and qcoord.presence.get(qroom[0], worker.peer_id) is None
+        await eventually(lambda: not worker.coordinator.connected and qcoord.presence.get(qroom[0], worker.peer_id) is None, timeout=30)
+        clock.advance(5.0)
+        await qcoord.queue.tick()
+        job = qcoord.queue.jobs[handle.job_id]
+        assert (job.state, job.attempt, job.worker_id) == ("running", 1, worker.peer_id), "past the lease, within the grace: kept"
         proxy.restore()
         await drain(handle, events)
         outcome = await handle.result()

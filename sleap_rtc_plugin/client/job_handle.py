@@ -317,7 +317,7 @@ class JobHandle:
         self._link = link
         try:
             incoming = self.project_dir / ".sleap-rtc" / "incoming" / self.job_id
-            link.accept_files(incoming, cache_dir=self.project_dir / ".sleap-rtc" / "cache", partial_dir=self.project_dir / ".sleap-rtc" / "partial",
+            await link.accept_files(incoming, cache_dir=self.project_dir / ".sleap-rtc" / "cache", partial_dir=self.project_dir / ".sleap-rtc" / "partial",
                               max_size=int(self._settings.get("transfer.max_file_mb", 20480)) * 2**20,
                               cache_max_bytes=cap_bytes(self._settings))
             await link.authenticate(secret)

@@ -12,21 +12,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..coordinator.client import CoordinatorClient, CoordinatorError
 from ..peer.errors import AuthError, ConnectError, LinkClosedError, PeerLinkError, TransferError
 from ..protocol.queue import CheckpointNotice, QueueUpdate
 from .checkpoints import CheckpointError, CheckpointStore
-from .connect import ConnectionSpec, coordinator_hint, worker_info
+from .connect import ConnectionSpec, QueueOptions, coordinator_hint, worker_info
 from .errors import RemoteError
-from .outcome import JobOutcome
+from .outcome import EventKind, JobOutcome
 from .queue_reports import ROGUE_AUTH_CODES, confirm_results, report_rogue_worker
-
-if TYPE_CHECKING:
-    from .job_handle import JobHandle
+from .selection import WorkerInfo
 
 log = logging.getLogger(__name__)
+
+
+class QueuedHandle(Protocol):
+    """What following a queued job needs of its :class:`~.job_handle.JobHandle` (which
+    calls in here): the job's identity, where it runs now, and the handle's per-link steps."""
+
+    attempt: int
+    worker: WorkerInfo | None
+    _coord: CoordinatorClient | None
+    _checkpoints: CheckpointStore | None
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def intent(self) -> str: ...
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def package_path(self) -> Path | None: ...
+
+    @property
+    def project_dir(self) -> Path: ...
+
+    @property
+    def queue(self) -> QueueOptions | None: ...
+
+    def _emit(self, kind: EventKind, /, **data: Any) -> None: ...
+
+    async def _open_link(self, coord: CoordinatorClient, spec: ConnectionSpec, worker_id: str, intent: str) -> Any: ...
+
+    async def _over_link(self, link: Any, worker: WorkerInfo, secret: Any, intent: str, *, resume: bool = False) -> JobOutcome: ...
 
 #: Errors of one attempt that another attempt cannot fix: withdraw the queued job.
 FATAL_ATTEMPT_CODES = frozenset({"no_package", "missing_secret"})
@@ -36,7 +72,7 @@ LOCAL_ATTEMPT_CODES = frozenset({"disk_full", "io_error"})
 MAX_FETCHES = 3
 
 
-async def queued_session(handle: "JobHandle", spec: ConnectionSpec, secret: Any) -> JobOutcome:
+async def queued_session(handle: QueuedHandle, spec: ConnectionSpec, secret: Any) -> JobOutcome:
     """Submit to the coordinator's queue (or follow a queued job) until its results are in."""
     if handle.package_path is None:
         raise RemoteError("no_package", "a queued job needs its package to hand to the worker that takes it: give --pkg-path PKG (package_path)")
@@ -61,7 +97,7 @@ async def queued_session(handle: "JobHandle", spec: ConnectionSpec, secret: Any)
 class QueueFollower:
     """One queued job's loop: updates from the coordinator, one attempt task at a time."""
 
-    def __init__(self, handle: "JobHandle", coord: CoordinatorClient, spec: ConnectionSpec, secret: Any):
+    def __init__(self, handle: QueuedHandle, coord: CoordinatorClient, spec: ConnectionSpec, secret: Any):
         self.handle = handle
         self.coord = coord
         self.spec = spec
@@ -173,6 +209,9 @@ class QueueFollower:
             h.attempt = update.attempt
             h._emit("status", state="dispatched", message=update.message or f"dispatched to {update.worker_id}", worker=update.worker_id, attempt=update.attempt)
             self._start(update.attempt, update.worker_id, "submit")
+        elif update.state == "dispatched" and update.attempt == h.attempt and self.attempt_task is None and update.worker_id:
+            # This attempt ended before its link came up (the coordinator was away); the worker still holds it.
+            self._start(update.attempt, update.worker_id, "submit")
         elif update.state == "running" and self.attempt_task is None and update.attempt > h.attempt and update.worker_id:
             h.attempt = update.attempt  # attached while it runs: follow it there
             self._start(update.attempt, update.worker_id, "attach")
@@ -235,7 +274,7 @@ async def _cancel(fut: asyncio.Future[Any]) -> None:
         await fut
 
 
-async def hand_over_checkpoint(handle: "JobHandle", link: Any) -> None:
+async def hand_over_checkpoint(handle: QueuedHandle, link: Any) -> None:
     """Every model's newest checkpoint (a top-down job's finished model included)."""
     store = handle._checkpoints
     for info in await asyncio.to_thread(store.per_model) if store is not None else []:
@@ -245,7 +284,7 @@ async def hand_over_checkpoint(handle: "JobHandle", link: Any) -> None:
         log.info("job %s: handed over checkpoint %s", handle.job_id, sent.summary())
 
 
-async def keep_checkpoint(handle: "JobHandle", link: Any, notice: CheckpointNotice) -> None:
+async def keep_checkpoint(handle: QueuedHandle, link: Any, notice: CheckpointNotice) -> None:
     """A checkpoint relayed by the worker: keep it atomically as the job's latest."""
     try:
         got = await link.receive_file(timeout=max(60.0, notice.size / 1e6))

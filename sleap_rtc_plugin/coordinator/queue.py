@@ -301,6 +301,9 @@ class JobQueue:
         job = self.jobs.get(job_id) if job_id else None
         if job is not None and job.active and worker.status == "available":
             await self._requeue(job, f"worker {worker.peer_id} restarted without the job")
+        elif job is not None and job.state == DISPATCHED and worker.status in ("reserved", "busy"):
+            # It holds the dispatch (a coordinator restart forgot its `accepted`): the lease watches it now.
+            self._dispatched_at.pop(job.job_id, None)
         await self.dispatch(worker.room_id)
 
     async def report(self, worker: PeerEntry, msg: JobReport) -> QueuedJob:
@@ -324,6 +327,10 @@ class JobQueue:
             raise ProtocolError("not_assigned", f"job {job.job_id} is not assigned to {worker.peer_id}", ref=msg.ref)
         self.renew(worker)
         state = msg.state
+        if state in ("progress", "checkpoint") and job.state == DISPATCHED:
+            # Its `running` report was lost in a coordinator outage; these say it runs.
+            self._dispatched_at.pop(job.job_id, None)
+            await self._set_state(job, RUNNING, f"running on {worker.peer_id}")
         if state == "accepted":
             self._dispatched_at.pop(job.job_id, None)
         elif state == RUNNING:

@@ -10,9 +10,11 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Coroutine
 
+from ..util.tasks import TaskSet
+
 logger = logging.getLogger(__name__)
 
-_tasks: set[asyncio.Future] = set()
+_tasks = TaskSet(logger, "gui")
 
 
 def install_event_loop(app: Any) -> Any:
@@ -44,24 +46,25 @@ def spawn(
     routes an exception to ``on_error`` (a dialog) instead of asyncio's "exception
     was never retrieved" log line.
     """
-    future = asyncio.ensure_future(coro)
-    _tasks.add(future)
-
-    def _finished(fut: asyncio.Future) -> None:
-        _tasks.discard(fut)
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is not None:
-            if on_error is not None:
-                on_error(exc)
-            else:
-                logger.error("background task failed: %s", exc, exc_info=exc)
-        elif on_done is not None:
-            on_done(fut.result())
-
-    future.add_done_callback(_finished)
+    # ensure_future, not the TaskSet's create_task: a slot may run before the loop does.
+    future = _tasks.spawn(asyncio.ensure_future(_routed(coro, on_error, on_done)))
+    if isinstance(coro, Coroutine):  # cancelled before it started: close it, never "never awaited"
+        future.add_done_callback(lambda f: coro.close() if f.cancelled() else None)
     return future
+
+
+async def _routed(coro: Awaitable[Any], on_error: Callable[[BaseException], None] | None, on_done: Callable[[Any], None] | None) -> None:
+    """Await ``coro``, handing its result or error to the slot's callbacks; without
+    ``on_error`` an error ends the task and the task set logs it."""
+    try:
+        result = await coro
+    except Exception as exc:
+        if on_error is None:
+            raise
+        on_error(exc)
+        return
+    if on_done is not None:
+        on_done(result)
 
 
 def pending_tasks() -> int:

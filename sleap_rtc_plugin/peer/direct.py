@@ -44,6 +44,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from ..util.tasks import TaskSet
+
 log = logging.getLogger(__name__)
 
 STREAM_HEADER = struct.Struct("!32s16sQQ")
@@ -259,7 +261,7 @@ class DirectListener:
         self._used = False
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet(log, f"direct listener {transfer_id[:8]}")
         self.host = ""
         self.port = 0
 
@@ -269,7 +271,7 @@ class DirectListener:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)  # inherited by the accepted stream
         self._sock.setblocking(False)
         self.host, self.port = host, self._sock.getsockname()[1]
-        self._accepting = asyncio.ensure_future(self._accept_loop())
+        self._accepting = self._tasks.spawn(self._accept_loop(), name="sleap-rtc-direct-listen")
         log.info("direct path: listening on %s:%d for transfer %s", host, self.port, self.transfer_id[:8])
 
     async def _accept_loop(self) -> None:
@@ -280,9 +282,7 @@ class DirectListener:
             except OSError as exc:
                 log.info("direct path: accept failed: %s", exc)
                 return
-            task = asyncio.ensure_future(self._handle(conn, peer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._handle(conn, peer), name="sleap-rtc-direct-stream")
 
     def _handshake(self, conn: socket.socket) -> tuple[ssl.SSLSocket, bytes]:
         """Blocking: TLS handshake and the stream header, both within ``handshake_timeout``."""

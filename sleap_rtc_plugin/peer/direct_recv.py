@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from ..protocol.transfer import DirectOffer
+from ..util.tasks import TaskSet
 from . import bulk_io, direct
 from .errors import TransferError
 from .fastpath import VIA_DIRECT
@@ -93,6 +94,33 @@ class DirectReceiver:
         self._path_failed = path_failed
         self._identity: direct.TlsIdentity | None = None
         self._identity_lock = asyncio.Lock()
+        self._warming = TaskSet(log, "direct path identity")
+
+    def warm(self, wanted: bool) -> None:
+        """Start making the TLS identity in the background (files are accepted now), so the first
+        offer does not wait ~10 ms for a key and a certificate. A no-op outside an event loop."""
+        if not wanted or self._identity is not None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._warming.spawn(self.prepare(), name="sleap-rtc-direct-identity")
+
+    async def prepare(self, wanted: bool = True) -> bool:
+        """Make the link's TLS identity (once; run beside staging, so it costs an offer no time).
+
+        True when a direct stream can be offered: ``wanted`` and the ICE pair is host-to-host."""
+        if not wanted or direct.direct_host(self.port.ice_pair()) is None:
+            return False
+        try:
+            async with self._identity_lock:
+                if self._identity is None:
+                    self._identity = await asyncio.to_thread(direct.TlsIdentity.generate)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.warning("cannot make a TLS identity for the direct path (%s); data channel only", exc)
+            return False
+        return True
 
     async def offer(self, inc: Incoming) -> None:
         """Listen for one stream of ``inc``'s remaining bytes and send ``direct_offer`` (when the ICE pair is host-to-host)."""
@@ -102,9 +130,9 @@ class DirectReceiver:
             log.info("receive %s: ICE pair is not host-to-host; no direct path", inc.offer.name)
             return
         try:
-            async with self._identity_lock:
-                if self._identity is None:
-                    self._identity = await asyncio.to_thread(direct.TlsIdentity.generate)
+            if not await self.prepare():
+                return
+            assert self._identity is not None
             listener = direct.DirectListener(tid, self._identity, lambda stream, o, n: self._on_stream(tid, stream, o, n))
             await listener.start(host)
         except (OSError, ssl.SSLError, ValueError) as exc:

@@ -26,6 +26,8 @@ SOFTWARE = "sleap-rtc-plugin"
 DIRECT = "direct"
 SHARED = "shared"
 SCTP = "sctp16k"
+#: Offers may leave ``sha256`` empty and name it in ``file_end`` (the sender hashes while the direct stream moves).
+HASH_AT_END = "hashend"
 
 VIA_CACHE = "cache"
 VIA_SHARED = "shared"
@@ -54,7 +56,7 @@ class FastPaths:
     def features(self) -> set[str]:
         out = set()
         if self.direct:
-            out.add(DIRECT)
+            out |= {DIRECT, HASH_AT_END}
         if self.shared_paths:
             out.add(SHARED)
         if self.sctp:

@@ -323,7 +323,7 @@ class PeerLink:
         self._auth_done.set()
 
     # -- files ---------------------------------------------------------------
-    def accept_files(
+    async def accept_files(
         self,
         dest_dir: str | Path,
         *,
@@ -337,16 +337,14 @@ class PeerLink:
         eviction; None: no cap). See :class:`FileReceiver`.
 
         Before authentication this only records the folders and returns None: they are
-        created when the handshake succeeds, so a stranger makes nothing on disk."""
+        created when the handshake succeeds, so a stranger makes nothing on disk. Making
+        them sweeps stale partial copies, a directory scan, so it runs in a thread."""
         self._pending_receiver = dict(dest_dir=dest_dir, cache_dir=cache_dir, partial_dir=partial_dir, max_size=max_size, cache_max_bytes=cache_max_bytes)
         if not self.authenticated:
             return None
-        return self._open_receiver()
-
-    def _open_receiver(self) -> FileReceiver | None:
-        if self._pending_receiver is not None:
+        while self._pending_receiver is not None:
             pending, self._pending_receiver = self._pending_receiver, None
-            self.transfers.receiver = FileReceiver(**pending)
+            self.transfers.receiver = await asyncio.to_thread(functools.partial(FileReceiver, **pending))
         return self.transfers.receiver
 
     async def send_file(self, path: str | Path, *, name: str | None = None, progress: TransferProgress | None = None) -> SentFile:

@@ -104,6 +104,13 @@ def materialize(cached: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def partial_key(offer: FileOffer) -> str:
+    """The name of ``offer``'s partial copy: the sender's resume key, else the digest, else (neither: no resume) the transfer."""
+    if offer.resume_key:
+        return f"rk-{offer.resume_key}"
+    return offer.sha256 or f"tx-{offer.transfer_id}"
+
+
 @dataclass
 class Staged:
     """One incoming file on disk: its ``.part`` (open), sidecar, running hash and destination."""
@@ -137,8 +144,17 @@ class Staged:
         self.fh.flush()
         self.record(offset)
 
+    @property
+    def resumable(self) -> bool:
+        """Whether a later offer can find this ``.part`` (named by digest or resume key, not by transfer)."""
+        return bool(self.offer.sha256 or self.offer.resume_key)
+
     def close(self, record_at: int | None = None) -> None:
-        """Close the ``.part`` (recording ``record_at`` as the resume point first) and release it."""
+        """Close the ``.part`` (recording ``record_at`` as the resume point first) and release it.
+
+        A ``.part`` that no later offer could resume is deleted instead of left for the sweep."""
+        if not self.resumable:
+            return self.discard()
         try:
             if record_at is not None:
                 self.flush_and_record(record_at)
@@ -153,7 +169,11 @@ class Staged:
 
     def discard(self) -> None:
         """The file arrived another way (shared storage), or corrupted: drop the staging copy."""
-        self.close()
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+        self.claims.release(self.part)
         self.part.unlink(missing_ok=True)
         self.state.unlink(missing_ok=True)
 
@@ -225,8 +245,9 @@ class FileReceiver:
 
         :class:`TransferError` ``busy`` when another link of this process is writing the same
         content; ``disk_full`` when the rest cannot fit; ``OSError`` from the disk."""
-        part = self.partial_dir / f"{offer.sha256}.part"
-        state = self.partial_dir / f"{offer.sha256}.json"
+        key = partial_key(offer)
+        part = self.partial_dir / f"{key}.part"
+        state = self.partial_dir / f"{key}.json"
         if not self.claims.claim(part):
             raise TransferError("busy", f"{offer.name!r}: the same content is already being received here by another transfer")
         try:
@@ -257,18 +278,20 @@ class FileReceiver:
         staged.record(offset, sync=False)
         return staged, offset
 
-    def finish(self, staged: Staged) -> str:
-        """Close the complete ``.part``; when its digest is the offer's, cache it and place it. Returns the digest."""
+    def finish(self, staged: Staged, expected: str | None = None) -> str:
+        """Close the complete ``.part``; when its digest is ``expected`` (default: the offer's), cache it
+        and place it. Returns the digest (the incremental one: the bytes were hashed as they were written)."""
+        expected = staged.offer.sha256 if expected is None else expected
         try:
             staged.fh.close()  # flushes the last buffered bytes: a full disk shows here
         finally:
             staged.claims.release(staged.part)
         digest = staged.hasher.hexdigest()
-        if digest != staged.offer.sha256:
+        if not expected or digest != expected:
             staged.part.unlink(missing_ok=True)
             staged.state.unlink(missing_ok=True)
             return digest
-        cached = self.cache.put(staged.part, staged.offer.sha256)
+        cached = self.cache.put(staged.part, expected)
         staged.state.unlink(missing_ok=True)
         materialize(cached, staged.target)
         return digest

@@ -49,7 +49,7 @@ HEADER = struct.Struct("!4s16sQ")
 # -- chunk frames -------------------------------------------------------------------
 
 
-def frame_chunk(tid_bytes: bytes, offset: int, data: bytes) -> bytes:
+def frame_chunk(tid_bytes: bytes, offset: int, data: bytes | memoryview) -> bytes:
     """One binary chunk message: header + data (``tid_bytes``: the transfer id's 16 raw bytes)."""
     return HEADER.pack(MAGIC, tid_bytes, offset) + data
 
@@ -80,13 +80,17 @@ class Sidecar:
     size: int
     name: str
     offset: int
+    resume_key: str = ""
 
     @classmethod
     def of(cls, offer: FileOffer, offset: int) -> "Sidecar":
-        return cls(offer.sha256, offer.size, offer.name, offset)
+        return cls(offer.sha256, offer.size, offer.name, offset, offer.resume_key)
 
     def encode(self) -> str:
-        return json.dumps({"sha256": self.sha256, "size": self.size, "name": self.name, "offset": self.offset})
+        data: dict[str, Any] = {"sha256": self.sha256, "size": self.size, "name": self.name, "offset": self.offset}
+        if self.resume_key:
+            data["resume_key"] = self.resume_key
+        return json.dumps(data)
 
 
 def resume_point(sidecar_text: str | None, offer: FileOffer, part_size: int | None) -> int:
@@ -97,7 +101,8 @@ def resume_point(sidecar_text: str | None, offer: FileOffer, part_size: int | No
     try:
         data = json.loads(sidecar_text)
         offset = int(data["offset"])
-        if data.get("sha256") != offer.sha256 or int(data["size"]) != offer.size:
+        same = data.get("resume_key") == offer.resume_key if offer.resume_key else data.get("sha256") == offer.sha256
+        if not same or int(data["size"]) != offer.size:
             return 0
     except (ValueError, KeyError, TypeError, AttributeError):
         return 0
@@ -118,6 +123,7 @@ class Incoming:
     direct_active: bool = False
     via: str = VIA_DATACHANNEL
     handle: Any = None
+    sha256: str = ""  # the digest to verify against: the offer's, else the one ``file_end`` names
 
 
 @dataclass(frozen=True)
@@ -158,12 +164,12 @@ class ReceiverCore:
         sanitize_name(offer.name)
         if offer.size > max_size:
             raise TransferError("too_large", f"{offer.name!r} is {offer.size} bytes; this receiver accepts at most {max_size}")
-        if any(i.offer.sha256 == offer.sha256 for i in self.incoming.values()):
+        if offer.sha256 and any(i.offer.sha256 == offer.sha256 for i in self.incoming.values()):
             raise TransferError("busy", "the same content is already being received on this link")
 
     def start(self, offer: FileOffer, offset: int, handle: Any = None) -> Incoming:
         """Track ``offer`` from ``offset`` (its resume point); the caller answers ``file_accept(offset)``."""
-        inc = self.incoming[offer.transfer_id] = Incoming(offer, offset, offset, offset, handle=handle)
+        inc = self.incoming[offer.transfer_id] = Incoming(offer, offset, offset, offset, handle=handle, sha256=offer.sha256)
         return inc
 
     def chunk(self, frame: bytes) -> WriteChunk | Abort | ReplyError | None:
@@ -207,6 +213,10 @@ class ReceiverCore:
             return None
         if inc.direct_active or inc.offset != inc.offer.size or end.size != inc.offer.size:
             return Abort(end.transfer_id, "bad_frame", f"file_end after {inc.offset} of {inc.offer.size} bytes")
+        if not inc.offer.sha256:
+            if not end.sha256:
+                return Abort(end.transfer_id, "bad_frame", f"file_end for {inc.offer.name!r} names no sha256, and its offer named none either")
+            inc.sha256 = end.sha256
         del self.incoming[end.transfer_id]
         return inc
 
@@ -222,9 +232,9 @@ class ReceiverCore:
     def verdict(inc: Incoming, digest: str) -> FileDone | FileReject:
         """The answer to ``file_end`` once the whole ``.part`` hashed to ``digest``."""
         tid = inc.offer.transfer_id
-        if digest != inc.offer.sha256:
+        if not inc.sha256 or digest != inc.sha256:
             return FileReject(transfer_id=tid, code="hash_mismatch", message=f"{inc.offer.name!r} arrived corrupted (sha256 mismatch); partial copy discarded, send again")
-        return FileDone(transfer_id=tid, sha256=inc.offer.sha256)
+        return FileDone(transfer_id=tid, sha256=inc.sha256)
 
 
 # -- sender ----------------------------------------------------------------------------
@@ -233,19 +243,22 @@ class ReceiverCore:
 class SenderCore:
     """One outgoing transfer: offer, the receiver's answers, the send window."""
 
-    def __init__(self, transfer_id: str, name: str, size: int, sha256: str) -> None:
+    def __init__(self, transfer_id: str, name: str, size: int, sha256: str, resume_key: str = "") -> None:
         self.transfer_id = transfer_id
         self.tid_bytes = bytes.fromhex(transfer_id)
         self.name, self.size, self.sha256 = name, size, sha256
+        self.offer_sha256 = sha256  # empty: the digest follows in ``file_end``
+        self.resume_key = resume_key
         self.acked = 0
         self.error: BaseException | None = None
         self.direct: DirectOffer | None = None
 
     def offer(self) -> FileOffer:
-        return FileOffer(transfer_id=self.transfer_id, name=self.name, size=self.size, sha256=self.sha256)
+        return FileOffer(transfer_id=self.transfer_id, name=self.name, size=self.size, sha256=self.offer_sha256, resume_key=self.resume_key)
 
-    def end(self) -> FileEnd:
-        return FileEnd(transfer_id=self.transfer_id, size=self.size)
+    def end(self, sha256: str = "") -> FileEnd:
+        """``file_end``; names ``sha256`` when the offer did not (hashed while sending)."""
+        return FileEnd(transfer_id=self.transfer_id, size=self.size, sha256="" if self.offer_sha256 else sha256)
 
     def fail(self, exc: BaseException) -> bool:
         """Record the first failure; True if this one is it."""
@@ -286,5 +299,5 @@ class SenderCore:
         the receiver's disk and hash set the pace, so a fast link never piles the file up in its memory."""
         return offset - self.acked <= SEND_WINDOW or self.error is not None
 
-    def chunk(self, offset: int, data: bytes) -> bytes:
+    def chunk(self, offset: int, data: bytes | memoryview) -> bytes:
         return frame_chunk(self.tid_bytes, offset, data)

@@ -48,10 +48,21 @@ class Receiver:
 
     def __init__(self, port: TransferPort) -> None:
         self.port = port
-        self.receiver: FileReceiver | None = None
+        self._receiver: FileReceiver | None = None
         self.received: asyncio.Queue[ReceivedFile] = asyncio.Queue()
         self.core = ReceiverCore()
         self.direct = DirectReceiver(port, self.core, self._abort, self._path_failed)
+
+    @property
+    def receiver(self) -> FileReceiver | None:
+        return self._receiver
+
+    @receiver.setter
+    def receiver(self, value: FileReceiver | None) -> None:
+        """Accept files into ``value``; from now on an offer may come, so make the direct path's TLS identity."""
+        self._receiver = value
+        if value is not None:
+            self.direct.warm(self._both(DIRECT))
 
     def _both(self, feature: str) -> bool:
         return feature in self.port.fastpaths.features() and feature in self.port.remote_features
@@ -94,7 +105,7 @@ class Receiver:
         except TransferError as exc:
             return self._reject(tid, exc.code, str(exc))
         try:
-            hit = await asyncio.to_thread(rx.place_cached, offer.sha256, offer.size, target)
+            hit = bool(offer.sha256) and await asyncio.to_thread(rx.place_cached, offer.sha256, offer.size, target)
         except OSError as exc:
             return self._reject(tid, "io_error", f"could not place cached copy: {exc}")
         if hit:
@@ -102,17 +113,22 @@ class Receiver:
             self.received.put_nowait(ReceivedFile(target, offer.name, offer.sha256, offer.size, cached=True, via=VIA_CACHE))
             log.info("receive %s: cache hit %s", offer.name, offer.sha256[:12])
             return
-        try:
-            staged, offset = await asyncio.to_thread(rx.open, offer, target)
-        except TransferError as exc:
-            return self._reject(tid, exc.code, str(exc))
-        except OSError as exc:
-            err = io_failure(exc, f"cannot stage {offer.name!r}", name=offer.name)
+        direct = self._both(DIRECT)
+        staging, prepared = await asyncio.gather(asyncio.to_thread(rx.open, offer, target), self.direct.prepare(direct), return_exceptions=True)
+        if isinstance(staging, TransferError):
+            return self._reject(tid, staging.code, str(staging))
+        if isinstance(staging, OSError):
+            err = io_failure(staging, f"cannot stage {offer.name!r}", name=offer.name)
             return self._reject(tid, err.code, str(err))
+        if isinstance(staging, BaseException):
+            raise staging
+        staged, offset = staging
         inc = self.core.start(offer, offset, RxHandle(staged))
         if offset:
             log.info("receive %s: resuming at %d of %d bytes", offer.name, offset, offer.size)
-        if offset < offer.size and self._both(DIRECT):
+        if isinstance(prepared, BaseException):
+            log.warning("receive %s: direct path not prepared (%s); data channel only", offer.name, prepared)
+        elif offset < offer.size and direct:
             await self.direct.offer(inc)
         self.port.send(FileAccept(transfer_id=tid, offset=offset))
 
@@ -193,7 +209,7 @@ class Receiver:
         self.direct.stop_listening(inc)
         staged = handle(inc).staged
         try:
-            digest = await asyncio.to_thread(receiver.finish, staged)
+            digest = await asyncio.to_thread(receiver.finish, staged, inc.sha256)
         except OSError as exc:
             err = io_failure(exc, f"could not store {inc.offer.name!r}", name=inc.offer.name)
             return self._reject(end.transfer_id, err.code, str(err))
@@ -201,8 +217,8 @@ class Receiver:
         if isinstance(verdict, FileReject):
             return self._reject(verdict.transfer_id, verdict.code, verdict.message)
         self.port.send(verdict)
-        self.received.put_nowait(ReceivedFile(staged.target, inc.offer.name, inc.offer.sha256, inc.offer.size, resumed_from=inc.resumed_from, via=inc.via))
-        log.info("received %s (%d bytes via %s, sha256 %s verified)", inc.offer.name, inc.offer.size, inc.via, inc.offer.sha256[:12])
+        self.received.put_nowait(ReceivedFile(staged.target, inc.offer.name, inc.sha256, inc.offer.size, resumed_from=inc.resumed_from, via=inc.via))
+        log.info("received %s (%d bytes via %s, sha256 %s verified)", inc.offer.name, inc.offer.size, inc.via, inc.sha256[:12])
 
     async def shutdown(self) -> None:
         """The link is gone: record every partial file's durable offset so a new link resumes."""

@@ -52,17 +52,27 @@ def _check_id(value: str) -> None:
 @PEER.register
 @dataclass
 class FileOffer(Message):
-    """The sender announces a file. ``name`` is a relative path the receiver sanitizes."""
+    """The sender announces a file. ``name`` is a relative path the receiver sanitizes.
+
+    ``sha256`` empty: the sender hashes while it sends and names the digest in ``file_end``.
+    ``resume_key`` (32 hex): the sender's name for this version of the file; a receiver keys
+    the partial copy by it instead of the digest, so a transfer that started before the
+    digest was known resumes. Both only to peers announcing ``+hashend``."""
 
     TYPE = "file_offer"
     transfer_id: str
     name: str
     size: int
     sha256: str
+    resume_key: str = ""
 
     def validate(self) -> None:
         _check_id(self.transfer_id)
-        _check_sha(self.sha256)
+        if self.sha256:
+            _check_sha(self.sha256)
+        if self.resume_key:
+            require(len(self.resume_key) == 32 and all(c in "0123456789abcdef" for c in self.resume_key), "bad_value", "resume_key must be 32 hex characters")
+        require(bool(self.sha256 or self.resume_key), "bad_value", "file_offer needs a sha256 or a resume_key")
         require(0 < len(self.name) <= MAX_NAME, "bad_value", f"file name must be 1..{MAX_NAME} characters")
         require(self.size >= 0, "bad_value", "size must be >= 0")
 
@@ -95,11 +105,18 @@ class FileAck(Message):
 @PEER.register
 @dataclass
 class FileEnd(Message):
-    """The sender has sent every byte; the receiver verifies the whole file and answers."""
+    """The sender has sent every byte; the receiver verifies the whole file and answers.
+
+    ``sha256``: the digest, when the offer left it empty (hashed while sending)."""
 
     TYPE = "file_end"
     transfer_id: str
     size: int
+    sha256: str = ""
+
+    def validate(self) -> None:
+        if self.sha256:
+            _check_sha(self.sha256)
 
 
 @PEER.register

@@ -32,6 +32,14 @@ def sha256_file(path: Path, limit: int | None = None) -> str:
     return sha256_prefix(path, limit).hexdigest()
 
 
+def version_id(key: tuple) -> str:
+    """32 hex characters naming one version of a file (a :meth:`HashMemo.lookup` key) without its content.
+
+    Stable across processes (path, device, inode, size, mtime), so a transfer of a file
+    not yet hashed can be resumed under this name by a later link."""
+    return hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+
+
 class HashMemo:
     """Digests keyed by (real path, device, inode, size, mtime): a resubmitted package hashes nothing.
 
@@ -43,19 +51,32 @@ class HashMemo:
         self._digests: dict[tuple, str] = {}
         self._lock = threading.Lock()
 
+    @staticmethod
+    def key_of(path: Path) -> tuple:
+        """What identifies one version of a file for the memo (``os.stat`` fields; blocking)."""
+        st = os.stat(path)
+        return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def lookup(self, path: Path) -> tuple[int, str | None, tuple]:
+        """Size, memoised sha256 (None when this version was never hashed) and memo key of ``path``."""
+        key = self.key_of(path)
+        with self._lock:
+            return key[3], self._digests.get(key), key
+
+    def remember(self, key: tuple, digest: str) -> None:
+        """Record ``digest`` for the file version ``key`` (from :meth:`lookup`)."""
+        with self._lock:
+            if len(self._digests) >= self.max_entries:
+                self._digests.clear()
+            self._digests[key] = digest
+
     def stat_and_hash(self, path: Path) -> tuple[int, str]:
         """Size and sha256 of ``path``, from the memo when the file has not changed."""
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._lock:
-            digest = self._digests.get(key)
+        size, digest, key = self.lookup(path)
         if digest is None:
             digest = sha256_file(path)
-            with self._lock:
-                if len(self._digests) >= self.max_entries:
-                    self._digests.clear()
-                self._digests[key] = digest
-        return st.st_size, digest
+            self.remember(key, digest)
+        return size, digest
 
     def clear(self) -> None:
         with self._lock:

@@ -10,6 +10,10 @@ followers, the outbox hand-off and attach. A queued job's session carries its
 :class:`~.queue_attempt.QueueAttempt` (reports, leases, fencing, checkpoint relay;
 docs/queue.md). The worker's own status (available/reserved/busy, what the
 coordinator sees) is :class:`~.state.WorkerState`.
+
+The worker hands itself to each part; a part sees only a narrow Protocol of what it uses
+(:mod:`.ports`, ``SessionHost``, ``LinkHost``, …), so nothing imports this module back.
+Its options are :class:`~.options.WorkerOptions` (importable from here too).
 """
 
 from __future__ import annotations
@@ -19,16 +23,14 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import __version__
-from ..config import Settings, default, user_data_dir
 from ..errors import UserError
 from ..coordinator.client import CoordinatorClient, CoordinatorError, create_room
 from ..peer import secrets
-from ..peer.fastpath import FastPaths
 from ..peer.link import PeerLink
 from ..protocol.coordinator import WORKER_TOKEN_PREFIX, Relay
 from ..protocol.job_state import JobState
@@ -36,11 +38,12 @@ from ..protocol.queue import JobDispatch
 from ..protocol.session_string import SessionString
 from ..util.tasks import TaskSet
 from .private import private_dir
+from .leftovers import clear_incoming
 from . import identity, link_server
 from .gpu import capabilities
 from .slurm.adopt import adopt_jobs
-from .slurm.options import executor_factory
 from .job_session import JobSession
+from .options import WorkerOptions
 from .outbox import Outbox
 from .queue_attempt import QueueAttempt, on_dispatch
 from .state import StatusSnapshot, Status, WorkerState
@@ -51,67 +54,7 @@ if TYPE_CHECKING:
     from ..util.status_server import StatusServer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkerOptions:
-    server_url: str | None = None
-    room_id: str | None = None
-    token: str | None = None
-    room_secret: str | None = None
-    name: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    data_dir: Path = field(default_factory=lambda: user_data_dir() / "worker")
-    status_port: int | None = default("worker.status_port")
-    ice_servers: list[Any] = field(default_factory=list)
-    ice_loopback: bool = False
-    cancel_grace: float = 10.0
-    max_file_bytes: int = 20 * 1024**3
-    max_unpacked_bytes: int = 20 * 1024**3
-    cache_max_bytes: int = 10 * 1024**3
-    fastpaths: FastPaths = field(default_factory=FastPaths)
-    embedded_host: str = "127.0.0.1"
-    embedded_port: int = default("server.port")
-    embedded_db: str | None = None
-    heartbeat_interval: float = 10.0
-    heartbeat_timeout: float = 30.0
-    checkpoint_interval: float = 60.0
-    capabilities_refresh: float = 60.0
-    report_patience: float = 300.0
-    preauth_timeout: float = link_server.DEFAULT_PREAUTH_TIMEOUT
-    insecure_no_secret: bool = False
-    #: Where jobs run (``worker.executor``): None = local child processes; see worker/slurm/.
-    executor_factory: Any = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, labels: dict[str, str] | None = None, room_secret: str | None = None) -> "WorkerOptions":
-        data_dir = settings.get("worker.data_dir")
-        return cls(
-            server_url=settings.get("signaling_ws"),
-            room_id=settings.get("room_id"),
-            token=settings.get("token"),
-            room_secret=room_secret,
-            name=settings.get("worker.name"),
-            labels=dict(labels if labels is not None else settings.get("worker.labels", {})),
-            data_dir=Path(data_dir).expanduser() if data_dir else user_data_dir() / "worker",
-            status_port=settings.get("worker.status_port"),
-            ice_servers=list(settings.get("ice_servers", [])),
-            ice_loopback=bool(settings.get("ice_loopback")),
-            cancel_grace=float(settings.get("worker.cancel_grace", 10.0)),
-            max_file_bytes=int(settings.get("transfer.max_file_mb", 20480)) * 1024 * 1024,
-            max_unpacked_bytes=int(settings.get("worker.max_unpacked_mb", 20480)) * 1024 * 1024,
-            cache_max_bytes=int(settings.get("transfer.cache_mb", 10240)) * 1024 * 1024,
-            fastpaths=FastPaths.from_settings(settings),
-            embedded_host=settings.get("server.host", "127.0.0.1"),
-            embedded_port=int(settings.get("server.port", default("server.port"))),
-            embedded_db=settings.get("server.db"),
-            heartbeat_interval=float(settings.get("server.heartbeat_interval", 10.0)),
-            heartbeat_timeout=float(settings.get("server.heartbeat_timeout", 30.0)),
-            checkpoint_interval=float(settings.get("worker.checkpoint_interval", 60.0)),
-            preauth_timeout=float(settings.get("worker.preauth_timeout", link_server.DEFAULT_PREAUTH_TIMEOUT)),
-            insecure_no_secret=bool(settings.get("worker.insecure_no_secret", False)),
-            executor_factory=executor_factory(settings),
-        )
+T = TypeVar("T")
 
 
 class Worker:
@@ -153,6 +96,7 @@ class Worker:
         await asyncio.to_thread(private_dir, self.data_dir, "jobs", "incoming", "cache", "partial")
         await asyncio.to_thread(self._lock.acquire)
         try:
+            await asyncio.to_thread(clear_incoming, self.data_dir)  # uploads a killed run left unfinished
             await self._start()
         except BaseException:
             if self.embedded is not None:
@@ -431,13 +375,13 @@ class Worker:
                 return session.attempt
         return None
 
-    def spawn(self, coro) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Start a background task the worker keeps until it ends (cancelled on stop)."""
         task = self._tasks.spawn(coro)
         task.add_done_callback(self._task_done)
         return task
 
-    def _task_done(self, task: asyncio.Task) -> None:
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.last_error = str(task.exception())
 
@@ -449,3 +393,6 @@ class Worker:
     def _on_relay(self, relay: Relay) -> None:
         if relay.kind == "offer" and relay.source:
             self.spawn(link_server.handle_offer(self, relay))
+
+
+__all__ = ["Worker", "WorkerOptions"]

@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from ..protocol.session_string import SessionString
-
-if TYPE_CHECKING:
-    from .agent import Worker
+from .ports import BannerSource
 
 SESSION_FILE = "session-string.txt"
 
@@ -38,7 +36,7 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
-def render(worker: "Worker", *, interactive: bool) -> str:
+def render(worker: BannerSource, *, interactive: bool) -> str:
     """The banner; non-interactive: masked, with the full string saved to :data:`SESSION_FILE`."""
     if worker.enrolled:
         return _render_enrolled(worker)
@@ -70,7 +68,7 @@ def render(worker: "Worker", *, interactive: bool) -> str:
     return "\n".join(lines)
 
 
-def _render_enrolled(worker: "Worker") -> str:
+def _render_enrolled(worker: BannerSource) -> str:
     """An enrolled worker shows no token at all: its worker token is its own credential."""
     lines = [
         f"sleap-rtc worker {worker.name} is ready ({worker.capabilities.get('accelerator', 'cpu')}).",
@@ -86,7 +84,7 @@ def _render_enrolled(worker: "Worker") -> str:
     return "\n".join(lines)
 
 
-def print_banner(worker: "Worker", stream: TextIO | None = None) -> None:
+def print_banner(worker: BannerSource, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     isatty = getattr(stream, "isatty", None)
     print(render(worker, interactive=bool(isatty and isatty())), file=stream, flush=True)

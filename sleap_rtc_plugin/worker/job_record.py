@@ -7,15 +7,29 @@ builds engines) do not import each other.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # a type-only edge: the engine calls in here, never the other way round at run time
-    from .engine import JobEngine
+from .package import JobSpec
 
 JOB_RECORD = "job.json"
 
 
-def write_job_record(engine: "JobEngine") -> None:
+class RecordedJob(Protocol):
+    """What the record keeps of a :class:`~.engine.JobEngine` (which calls in here)."""
+
+    job_id: str
+    kind: str
+    job_dir: Path
+    spec: JobSpec | None
+    adopt_meta: dict[str, Any]
+    options: dict[str, Any]
+    overrides: list[str]
+    model_overrides: dict[str, list[str]]
+    finish_from: dict[str, Path]
+
+
+def write_job_record(engine: RecordedJob) -> None:
     spec = engine.spec
     assert spec is not None
     record = {

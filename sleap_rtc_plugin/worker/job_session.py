@@ -15,22 +15,54 @@ import contextlib
 import logging
 import shutil
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..peer.errors import PeerLinkError, TransferError
+from ..peer.link import PeerLink
 from ..protocol.job_state import JobState
 from ..protocol.names import child_path
 from ..protocol.peer import JobResult, JobStatus, Log, PeerError, Progress, ResultFile
 from .engine import JobEngine, JobFailedError
+from .options import WorkerOptions
+from .outbox import Outbox
 from .owners import OWNER_KEY
+from .ports import Spawns
+from .queue_attempt import QueueAttempt
 from .replay import JobReplay
-
-if TYPE_CHECKING:
-    from ..peer.link import PeerLink
-    from .agent import Worker
-    from .queue_attempt import QueueAttempt
+from .state import WorkerState
 
 log = logging.getLogger(__name__)
+
+
+class ResultsHost(Protocol):
+    """Where a finished job's results are kept: the outbox, and the job's folders."""
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+
+class SessionHost(ResultsHost, Spawns, Protocol):
+    """What a job session needs of the worker that holds it."""
+
+    last_error: str | None
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> WorkerOptions: ...
+
+    @property
+    def state(self) -> WorkerState: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def forget(self, session: "JobSession") -> None: ...
 
 S = JobState
 #: Each state and where it may go next; anything else is a bug in the caller.
@@ -51,7 +83,7 @@ class InvalidJobTransition(RuntimeError):
 
 
 class JobSession:
-    def __init__(self, worker: "Worker", job_id: str, client_id: str, *, attempt: "QueueAttempt | None" = None):
+    def __init__(self, worker: SessionHost, job_id: str, client_id: str, *, attempt: QueueAttempt | None = None):
         self.worker = worker
         self.job_id = job_id
         self.client_id = client_id
@@ -97,7 +129,7 @@ class JobSession:
                 self.followers.discard(follower)
 
     # -- running -----------------------------------------------------------------------
-    def start(self, engine: JobEngine, kind: str, link: "PeerLink", owner_sha256: str | None) -> None:
+    def start(self, engine: JobEngine, kind: str, link: PeerLink, owner_sha256: str | None) -> None:
         """``receiving → running``: the worker turns busy; the caller then spawns :meth:`run`."""
         self.engine, self.kind, self.owner_sha256 = engine, kind, owner_sha256
         self.followers.add(link)
@@ -179,7 +211,7 @@ class JobSession:
         for follower in list(self.followers):
             self.worker.spawn(send_results(self.worker, follower, self.job_id))
 
-    async def control(self, link: "PeerLink", command: str) -> None:
+    async def control(self, link: PeerLink, command: str) -> None:
         """Stop early or cancel; the caller has checked the owner."""
         assert self.engine is not None
         if command == "stop":
@@ -191,7 +223,7 @@ class JobSession:
             log.info("job %s: cancel requested", self.job_id)
             await self.engine.cancel(self.worker.options.cancel_grace)
 
-    async def attach(self, link: "PeerLink") -> None:
+    async def attach(self, link: PeerLink) -> None:
         """A client (back) on a running job: it follows progress from now on."""
         self.followers.add(link)
         await link.send(JobStatus(job_id=self.job_id, state="running", message="attached to running job",
@@ -207,13 +239,13 @@ class JobSession:
         await drop_job_files(self.worker, self.job_id)
 
 
-async def drop_job_files(worker: "Worker", job_id: str) -> None:
+async def drop_job_files(worker: ResultsHost, job_id: str) -> None:
     await worker.outbox.aack(job_id)
     await asyncio.to_thread(shutil.rmtree, child_path(worker.data_dir / "incoming", job_id), True)
     await asyncio.to_thread(shutil.rmtree, child_path(worker.data_dir / "jobs", job_id), True)
 
 
-async def send_results(worker: "Worker", link: "PeerLink", job_id: str) -> None:
+async def send_results(worker: ResultsHost, link: PeerLink, job_id: str) -> None:
     """Send an outbox entry's files to ``link`` (a follower at the end, or an attach later)."""
     entry = await worker.outbox.aget(job_id)
     if entry is None:
@@ -231,4 +263,4 @@ async def send_results(worker: "Worker", link: "PeerLink", job_id: str) -> None:
                 await link.send(PeerError(code=exc.code, message=str(exc), job_id=job_id))
 
 
-__all__ = ["InvalidJobTransition", "JobSession", "TRANSITIONS", "drop_job_files", "send_results"]
+__all__ = ["InvalidJobTransition", "JobSession", "ResultsHost", "SessionHost", "TRANSITIONS", "drop_job_files", "send_results"]

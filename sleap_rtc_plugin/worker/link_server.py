@@ -19,10 +19,12 @@ import logging
 import weakref
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from ..coordinator.client import CoordinatorClient
 from ..peer.connection import accept
 from ..peer.errors import AuthError, PeerLinkError
+from ..peer.link import PeerLink
 from ..protocol.base import ProtocolError
 from ..protocol.coordinator import Relay
 from ..protocol.names import child_path
@@ -30,35 +32,59 @@ from ..protocol.offer import PeerOffer, decode_offer
 from ..protocol.peer import Attach, Control, JobStatus, JobSubmit, PeerError, ResultAck, ResultReleased
 from ..protocol.queue import CheckpointNotice
 from ..util.ratelimited_log import collapse_repeats
-from .job_session import drop_job_files, send_results
+from .job_session import JobSession, drop_job_files, send_results
+from .options import DEFAULT_PREAUTH_TIMEOUT
 from .owners import OWNER_KEY, not_owner, owner_matches
-from .queue_attempt import receive_resume
-from .state import Status, WorkerBusy
-from .submission import submit
-
-if TYPE_CHECKING:
-    from ..peer.link import PeerLink
-    from .agent import Worker
+from .queue_attempt import AttemptLookup, QueueAttempt, receive_resume
+from .state import Status, WorkerBusy, WorkerState
+from .submission import SubmissionHost, submit
 
 #: What a remote client makes the worker log: repeats collapse (see util/ratelimited_log.py).
 log = logging.getLogger(__name__)
 collapse_repeats(log)
 
-DEFAULT_PREAUTH_TIMEOUT = 15.0
 #: Links being set up (offer seen, not yet authenticated) at once: per client, and in all.
 MAX_PREAUTH_PER_CLIENT = 4
 MAX_PREAUTH_LINKS = 16
 
-_setting_up: "weakref.WeakKeyDictionary[Worker, Counter[str]]" = weakref.WeakKeyDictionary()  # per worker: client -> count
+
+class LinkHost(SubmissionHost, AttemptLookup, Protocol):
+    """What answering offers and serving links needs of the worker."""
+
+    last_error: str | None
+
+    @property
+    def coordinator(self) -> CoordinatorClient | None: ...
+
+    @property
+    def peer_id(self) -> str | None: ...
+
+    @property
+    def secret(self) -> bytes | None: ...
+
+    @property
+    def state(self) -> WorkerState: ...
+
+    @property
+    def links(self) -> set[PeerLink]: ...
+
+    def reserve(self, client: str, job_id: str, attempt: QueueAttempt | None = None) -> JobSession: ...
+
+    def reserved_for(self, client: str, job_id: str) -> bool: ...
+
+    def forget(self, session: JobSession) -> None: ...
 
 
-async def reject(worker: "Worker", client: str, code: str, message: str) -> None:
+_setting_up: "weakref.WeakKeyDictionary[LinkHost, Counter[str]]" = weakref.WeakKeyDictionary()  # per worker: client -> count
+
+
+async def reject(worker: LinkHost, client: str, code: str, message: str) -> None:
     log.info("rejected offer from %s: %s", client, message)
     assert worker.coordinator is not None
     await worker.coordinator.relay(client, "reject", {"code": code, "message": message})
 
 
-async def _precheck(worker: "Worker", client: str, offer: PeerOffer) -> bool:
+async def _precheck(worker: LinkHost, client: str, offer: PeerOffer) -> bool:
     """Answers that need no link: wrong dispatch, busy, unknown job. Changes nothing."""
     job_id = offer.job_id
     dispatch = worker.attempt_for(job_id) if offer.intent == "submit" else None
@@ -75,7 +101,7 @@ async def _precheck(worker: "Worker", client: str, offer: PeerOffer) -> bool:
     return True
 
 
-async def handle_offer(worker: "Worker", relay: Relay) -> None:
+async def handle_offer(worker: LinkHost, relay: Relay) -> None:
     """Answer ``relay`` (kind ``offer``), authenticate the client, then serve the link."""
     assert worker.coordinator is not None and relay.source
     client = relay.source
@@ -113,7 +139,7 @@ class _Slot:
                 del self.pending[self.client]
 
 
-async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) -> None:
+async def _answer(worker: LinkHost, client: str, offer: PeerOffer, slot: _Slot) -> None:
     job_id, intent = offer.job_id, offer.intent
     coordinator = worker.coordinator
     assert coordinator is not None  # offers arrive through it
@@ -169,10 +195,10 @@ async def _answer(worker: "Worker", client: str, offer: PeerOffer, slot: _Slot) 
             await link.close("session over")
 
 
-async def _authenticate(worker: "Worker", link: "PeerLink", client: str, incoming: Path, deadline: float) -> bool:
+async def _authenticate(worker: LinkHost, link: PeerLink, client: str, incoming: Path, deadline: float) -> bool:
     """The PSK handshake within what is left of the pre-auth budget; the incoming
     folder is recorded now and created by the link only once it succeeds."""
-    link.accept_files(incoming, cache_dir=worker.data_dir / "cache", partial_dir=worker.data_dir / "partial",
+    await link.accept_files(incoming, cache_dir=worker.data_dir / "cache", partial_dir=worker.data_dir / "partial",
                       max_size=worker.options.max_file_bytes, cache_max_bytes=worker.options.cache_max_bytes)
     left = deadline - asyncio.get_running_loop().time()
     try:
@@ -191,7 +217,7 @@ async def _authenticate(worker: "Worker", link: "PeerLink", client: str, incomin
 
 
 # -- one authenticated link ---------------------------------------------------------
-async def serve(worker: "Worker", link: "PeerLink", client: str) -> None:
+async def serve(worker: LinkHost, link: PeerLink, client: str) -> None:
     while not link.closed.is_set():
         try:
             msg = await link.recv()
@@ -211,7 +237,7 @@ async def serve(worker: "Worker", link: "PeerLink", client: str) -> None:
         session.followers.discard(link)
 
 
-async def _owner_of(worker: "Worker", job_id: str) -> tuple[bool, str | None]:
+async def _owner_of(worker: LinkHost, job_id: str) -> tuple[bool, str | None]:
     """(known, owner hash) of a job, running or parked in the outbox (which outlives a restart)."""
     session = worker.sessions.get(job_id)
     if session is not None:
@@ -222,7 +248,7 @@ async def _owner_of(worker: "Worker", job_id: str) -> tuple[bool, str | None]:
     return False, None
 
 
-async def _attach(worker: "Worker", link: "PeerLink", msg: Attach) -> None:
+async def _attach(worker: LinkHost, link: PeerLink, msg: Attach) -> None:
     job_id = msg.job_id
     known, owner = await _owner_of(worker, job_id)
     if known and not owner_matches(owner, msg.owner):
@@ -240,7 +266,7 @@ async def _attach(worker: "Worker", link: "PeerLink", msg: Attach) -> None:
     await link.send(PeerError(code="unknown_job", message=f"worker {worker.name} has no job {job_id}", job_id=job_id))
 
 
-async def _control(worker: "Worker", link: "PeerLink", msg: Control) -> None:
+async def _control(worker: LinkHost, link: PeerLink, msg: Control) -> None:
     session = worker.sessions.get(msg.job_id)
     if session is None or session.engine is None or not session.live:
         await link.send(PeerError(code="unknown_job", message=f"no running job {msg.job_id} on this worker", job_id=msg.job_id))
@@ -252,7 +278,7 @@ async def _control(worker: "Worker", link: "PeerLink", msg: Control) -> None:
     await session.control(link, msg.command)
 
 
-async def _ack(worker: "Worker", link: "PeerLink", client: str, msg: ResultAck) -> None:
+async def _ack(worker: LinkHost, link: PeerLink, client: str, msg: ResultAck) -> None:
     """Drop the outbox copy, only for the job's owner: an ack deletes hours of GPU work."""
     known, owner = await _owner_of(worker, msg.job_id)
     if known and not owner_matches(owner, msg.owner):
@@ -270,4 +296,4 @@ async def _ack(worker: "Worker", link: "PeerLink", client: str, msg: ResultAck) 
     await link.send(ResultReleased(job_id=msg.job_id))
 
 
-__all__ = ["DEFAULT_PREAUTH_TIMEOUT", "handle_offer", "reject", "serve"]
+__all__ = ["DEFAULT_PREAUTH_TIMEOUT", "LinkHost", "handle_offer", "reject", "serve"]

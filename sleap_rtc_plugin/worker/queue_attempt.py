@@ -16,24 +16,70 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..coordinator.client import CoordinatorError
+from ..coordinator.client import CoordinatorClient, CoordinatorError
 from ..peer.errors import PeerLinkError
+from ..peer.link import PeerLink
 from ..protocol.job_state import JobState
 from ..protocol.peer import Log
 from ..protocol.queue import CheckpointNotice, JobDispatch
 from .checkpoints import CheckpointWatcher, CheckpointSnapshot
+from .engine import JobEngine
+from .options import WorkerOptions
+from .ports import Spawns
 from .resume_plan import plan_resume
 from .state import WorkerBusy
 
-if TYPE_CHECKING:
-    from ..peer.link import PeerLink
-    from .agent import Worker
-    from .engine import JobEngine
-    from .job_session import JobSession
-
 log = logging.getLogger(__name__)
+
+
+class RunningSession(Protocol):
+    """What an attempt reads of the :class:`~.job_session.JobSession` it belongs to."""
+
+    @property
+    def engine(self) -> JobEngine | None: ...
+
+    @property
+    def task(self) -> asyncio.Task | None: ...
+
+    @property
+    def state(self) -> JobState: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def followers(self) -> set[PeerLink]: ...
+
+
+class AttemptLookup(Protocol):
+    def attempt_for(self, job_id: str) -> "QueueAttempt | None": ...
+
+
+class AttemptHost(AttemptLookup, Spawns, Protocol):
+    """What a queue attempt needs of the worker: its coordinator, options and reservation."""
+
+    @property
+    def coordinator(self) -> CoordinatorClient | None: ...
+
+    @property
+    def options(self) -> WorkerOptions: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def reserve(self, client: str, job_id: str, attempt: "QueueAttempt | None" = None) -> object: ...
+
+    def reserved_for(self, client: str, job_id: str) -> bool: ...
+
+    def release(self, client: str, job_id: str, state: JobState = JobState.CANCELLED) -> None: ...
 
 #: Coordinator answers that mean "this attempt is no longer yours: stop it".
 STOP_CODES = frozenset({"stale_attempt", "unknown_job", "not_assigned"})
@@ -53,7 +99,7 @@ class Resume:
 class QueueAttempt:
     """One attempt of a queued job, from ``job_dispatch`` until it ends."""
 
-    worker: "Worker" = field(repr=False)
+    worker: AttemptHost = field(repr=False)
     job_id: str
     attempt: int
     client_id: str
@@ -92,14 +138,14 @@ class QueueAttempt:
                 log.warning("job %s attempt %d: %s report not delivered: %s", self.job_id, self.attempt, state, exc)
                 return True
 
-    async def report_step(self, session: "JobSession", state: str, **kw: Any) -> None:
+    async def report_step(self, session: RunningSession, state: str, **kw: Any) -> None:
         """A report during the run; a refusal fences the job off."""
         if self.stale:
             return
         if not await self.report(state, **kw):
             await self.supersede(session)
 
-    async def supersede(self, session: "JobSession") -> None:
+    async def supersede(self, session: RunningSession) -> None:
         """Fencing: a newer attempt owns this job now, so this one ends without results."""
         if self.stale:
             return
@@ -108,7 +154,7 @@ class QueueAttempt:
         if session.engine is not None and session.task is not None and not session.task.done():
             await session.engine.cancel(self.worker.options.cancel_grace)
 
-    async def final_report(self, session: "JobSession", failure: str | None) -> None:
+    async def final_report(self, session: RunningSession, failure: str | None) -> None:
         patience = self.worker.options.report_patience
         if session.state is JobState.OUTBOX:
             ok = await self.report("succeeded", message=f"{session.kind} job finished on {self.worker.name}", patience=patience)
@@ -140,7 +186,7 @@ class QueueAttempt:
         await self.report("failed", failure="infra", message=reason)
 
     # -- resuming ---------------------------------------------------------------------
-    def plan_resume(self, engine: "JobEngine", spec: Any) -> None:
+    def plan_resume(self, engine: JobEngine, spec: Any) -> None:
         """Queued training writes ``last.ckpt`` every epoch (what the relay sends) and
         resumes each model from the client's copy when it has one (:mod:`.resume_plan`)."""
         resumed = plan_resume(engine, spec.models, self.resumes, self.attempt)
@@ -151,7 +197,7 @@ class QueueAttempt:
         """What the ``running`` status and report say about this attempt."""
         return {"attempt": self.attempt, "resumed_from": None if self.resume is None else {"model": self.resume.model, "epoch": self.resume.epoch}}
 
-    async def relay_checkpoints(self, session: "JobSession", stop: asyncio.Event) -> None:
+    async def relay_checkpoints(self, session: RunningSession, stop: asyncio.Event) -> None:
         """Every ``checkpoint_interval`` s, send a new ``last.ckpt`` to the job's client
         (notice, then a hashed file transfer) and report its metadata. Stops between
         two transfers, never inside one, so results never interleave with a checkpoint."""
@@ -191,7 +237,7 @@ class QueueAttempt:
                 log.warning("job %s: checkpoint relay failed (retrying next interval): %s", self.job_id, exc)
 
 
-async def on_dispatch(worker: "Worker", msg: JobDispatch) -> None:
+async def on_dispatch(worker: AttemptHost, msg: JobDispatch) -> None:
     """``job_dispatch`` from the coordinator: reserve this worker for the job's client."""
     current = worker.attempt_for(msg.job_id)
     if current is not None and current.attempt >= msg.attempt:
@@ -211,7 +257,7 @@ async def on_dispatch(worker: "Worker", msg: JobDispatch) -> None:
     attempt.expiry = worker.spawn(attempt.expire_after(max(60.0, 4 * msg.lease_seconds)))
 
 
-async def receive_resume(worker: "Worker", link: "PeerLink", client: str, msg: CheckpointNotice) -> None:
+async def receive_resume(worker: AttemptLookup, link: PeerLink, client: str, msg: CheckpointNotice) -> None:
     """Before submitting a later attempt, the client hands over the newest relayed
     checkpoint; training resumes from it instead of from scratch."""
     d = worker.attempt_for(msg.job_id)
@@ -229,4 +275,4 @@ async def receive_resume(worker: "Worker", link: "PeerLink", client: str, msg: C
     log.info("job %s attempt %d: received checkpoint of %s (epoch %s) to resume from", d.job_id, d.attempt, msg.model, msg.epoch)
 
 
-__all__ = ["QueueAttempt", "Resume", "STOP_CODES", "on_dispatch", "receive_resume"]
+__all__ = ["AttemptHost", "AttemptLookup", "QueueAttempt", "RunningSession", "Resume", "STOP_CODES", "on_dispatch", "receive_resume"]

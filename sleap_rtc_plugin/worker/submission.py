@@ -12,23 +12,43 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..peer.errors import PeerLinkError
+from ..peer.link import PeerLink
 from ..protocol.job_state import JobState
 from ..protocol.names import child_path
 from ..protocol.peer import JobStatus, JobSubmit, PeerError
 from .engine import JobEngine, JobFailedError
+from .job_session import JobSession, ResultsHost
+from .options import WorkerOptions
 from .owners import MIN_OWNER_CHARS, owner_hash, owner_required
+from .ports import Spawns
 
-if TYPE_CHECKING:
-    from ..peer.link import PeerLink
-    from .agent import Worker
+
+class SubmissionHost(ResultsHost, Spawns, Protocol):
+    """What a submit needs of the worker: its reservation, which becomes a session."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> WorkerOptions: ...
+
+    @property
+    def reserved(self) -> JobSession | None: ...
+
+    @property
+    def sessions(self) -> dict[str, JobSession]: ...
+
+    def begin(self, session: JobSession) -> None: ...
+
+    def release(self, client: str, job_id: str, state: JobState = JobState.CANCELLED) -> None: ...
 
 log = logging.getLogger(__name__)
 
 
-async def _receive_inputs(link: "PeerLink", msg: JobSubmit) -> dict[str, Path] | None:
+async def _receive_inputs(link: PeerLink, msg: JobSubmit) -> dict[str, Path] | None:
     """Files that arrived for this submit, by hash; ``None`` after telling the client why not."""
     by_sha: dict[str, Path] = {}
     wanted = {msg.package_sha256, *msg.inputs.values()}
@@ -53,7 +73,7 @@ async def _receive_inputs(link: "PeerLink", msg: JobSubmit) -> dict[str, Path] |
     return by_sha
 
 
-async def submit(worker: "Worker", link: "PeerLink", client: str, msg: JobSubmit) -> None:
+async def submit(worker: SubmissionHost, link: PeerLink, client: str, msg: JobSubmit) -> None:
     session = worker.reserved
     if session is None or (session.client_id, session.job_id) != (client, msg.job_id):
         await link.send(PeerError(code="not_reserved", message="submit the job on the connection that reserved this worker", job_id=msg.job_id))
@@ -100,4 +120,4 @@ async def submit(worker: "Worker", link: "PeerLink", client: str, msg: JobSubmit
         worker.spawn(attempt.report_step(session, "running", message=f"running on {worker.name}", detail=detail))
 
 
-__all__ = ["submit"]
+__all__ = ["SubmissionHost", "submit"]

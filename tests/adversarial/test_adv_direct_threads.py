@@ -40,7 +40,7 @@ async def until(check, timeout: float = 5.0) -> bool:
 async def test_connection_flood_is_capped_and_transfers_fall_back(tmp_path):
     on = FastPaths(direct=True, direct_timeout=2.0)
     client, worker = await open_pair(client_paths=on, worker_paths=on, secret=b"k")
-    worker.accept_files(tmp_path / "rx")
+    await worker.accept_files(tmp_path / "rx")
     identity = await asyncio.to_thread(direct_mod.TlsIdentity.generate)
 
     async def never(stream, offset, length):

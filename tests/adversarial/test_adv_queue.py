@@ -15,11 +15,12 @@ import hashlib
 import json
 
 import pytest
-from fixtures_queue import enroll, eventually, gpu, start_server
+from fixtures_queue import GRACE, LEASE, enroll, eventually, gpu, start_server
 
 from sleap_rtc_plugin.coordinator import CoordinatorClient, CoordinatorError, admin_cli
 from sleap_rtc_plugin.coordinator.client import admin_request
 from sleap_rtc_plugin.coordinator.jobstore import JobStore
+from sleap_rtc_plugin.util.clock import ManualClock
 from sleap_rtc_plugin.worker.agent import Worker, WorkerOptions
 
 TRAIN = {"kind": "train", "package": "labels.slp.training_job.zip"}
@@ -159,7 +160,8 @@ async def test_auth_failed_requeues_and_bans_that_worker(tmp_path):
         await update(client, "job", "results_ready")
         await client.client_report("job", 3, "auth_failed", "bad_secret")
         await update(client, "job", "queued")
-        await asyncio.sleep(1.0)  # several queue ticks
+        for _ in range(3):  # several queue ticks
+            await system.server.queue.tick()
         job = system.job("job")
         assert (job.state, job.attempt, job.banned) == ("queued", 3, ["w-bad", "w-good"])
     finally:
@@ -182,7 +184,8 @@ async def test_auth_failed_after_the_worker_gave_the_attempt_up_still_bans_it(tm
 
         await client.client_report("job", 1, "auth_failed", "bad_secret")
         await update(client, "job", "queued")
-        await asyncio.sleep(1.0)
+        for _ in range(3):  # several queue ticks
+            await system.server.queue.tick()
         job = system.job("job")
         assert (job.state, job.worker_id, job.banned) == ("queued", None, ["w-bad"])
         good = await system.peer("worker", token=await enroll(system.server, system.room_id, "w-good"), metadata=gpu(8_000))
@@ -218,10 +221,12 @@ async def test_training_job_succeeds_only_when_the_client_has_the_results(tmp_pa
 
         # A restart and the worker's loss change nothing: no requeue, no retraining.
         await system.server.stop()
-        system.server = await start_server(tmp_path / "coordinator.sqlite3", unused_tcp_port)
+        clock = ManualClock()
+        system.server = await start_server(tmp_path / "coordinator.sqlite3", unused_tcp_port, clock=clock)
         await w1.close()
         await client.wait_connected(timeout=30)
-        await asyncio.sleep(1.0 + 1.5 + 1.0)  # past lease + grace
+        clock.advance(LEASE + GRACE + 1.0)  # past lease + grace
+        await system.server.queue.tick()
         assert (await client.queue_watch("train", owner=OWNER)).state == "results_ready"
         job = system.job("train")
         assert (job.state, job.attempt, job.retries, job.worker_id) == ("results_ready", 1, 0, "w1")

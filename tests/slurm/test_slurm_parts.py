@@ -15,7 +15,8 @@ from sleap_rtc_plugin.errors import UserError
 from sleap_rtc_plugin.worker.slurm.capacity import parse_gpus, summarize
 from sleap_rtc_plugin.worker.slurm.commands import parse_scontrol
 from sleap_rtc_plugin.worker.slurm.execution import _Tail, sleap_nn_command
-from sleap_rtc_plugin.worker.slurm.options import SlurmOptions, executor_factory
+from sleap_rtc_plugin.worker.slurm.factory import executor_factory
+from sleap_rtc_plugin.worker.slurm.options import SlurmOptions
 from sleap_rtc_plugin.worker.slurm.script import render
 
 

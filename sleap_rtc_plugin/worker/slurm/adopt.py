@@ -15,19 +15,72 @@ cancels their Slurm job on the way out instead of leaving it to run twice.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
 
+from ...protocol.job_state import JobState
 from ...protocol.names import is_plain_file_name
 from ..engine import JobEngine
 from ..job_record import JOB_RECORD
+from ..outbox import Outbox
+from ..ports import Spawns
+from ..state import WorkerState
 
-if TYPE_CHECKING:
-    from ..agent import Worker
+
+class AdoptedSession(Protocol):
+    """What adoption sets on the :class:`~..job_session.JobSession` an adopted job runs in."""
+
+    engine: JobEngine | None
+    kind: str
+    owner_sha256: str | None
+    task: asyncio.Task | None
+
+    def move(self, new: JobState) -> None: ...
+
+    async def run(self) -> None: ...
+
+
+class ExecutorChoice(Protocol):
+    """The worker option adoption reads: where jobs run (None: locally, nothing to adopt)."""
+
+    @property
+    def executor_factory(self) -> Any: ...
+
+
+S = TypeVar("S", bound=AdoptedSession)
+
+
+class AdoptHost(Spawns, Protocol[S]):
+    """What taking Slurm jobs back needs of the worker: its sessions, reservation and outbox.
+
+    Generic in the session type, so this Slurm module names no worker-level part above it
+    (the worker's options module builds the Slurm executor: a cycle otherwise)."""
+
+    @property
+    def options(self) -> ExecutorChoice: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def state(self) -> WorkerState: ...
+
+    @property
+    def sessions(self) -> Mapping[str, S]: ...
+
+    def reserve(self, client: str, job_id: str) -> S: ...
+
+    def begin(self, session: S) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +114,11 @@ def adopted_engine(job_dir: Path, record: dict[str, Any], factory: Any) -> JobEn
     return engine
 
 
-async def adopt_jobs(worker: "Worker") -> list[str]:
+async def adopt_jobs(worker: AdoptHost[S]) -> list[str]:
     """Follow again every unfinished Slurm job this worker submitted; ids of those adopted.
 
     Staging dirs without a record (finished jobs whose results are in the outbox, or gone)
     are removed here: the outbox holds the results, the cluster's disk need not."""
-    import asyncio
-
-    from ...protocol.job_state import JobState
-
     factory = worker.options.executor_factory
     if factory is None:
         return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...errors import UserError
 
@@ -56,15 +56,3 @@ class SlurmOptions:
             poll_interval=float(get("poll_interval", 5.0)),
             gpu_memory_mb={str(k): int(v) for k, v in dict(get("gpu_memory_mb", {})).items()},
         )
-
-
-def executor_factory(settings: Any) -> Callable[..., Any] | None:
-    """The ``WorkerOptions.executor_factory`` for ``worker.executor``; None = local."""
-    name = str(settings.get("worker.executor") or "local")
-    if name not in EXECUTORS:
-        raise UserError(f"worker.executor is {name!r}; use one of: {', '.join(EXECUTORS)}")
-    if name == "local":
-        return None
-    from .execution import SlurmExecutorFactory
-
-    return SlurmExecutorFactory(SlurmOptions.from_settings(settings))
