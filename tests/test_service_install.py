@@ -11,7 +11,7 @@ from pathlib import Path
 from sleap_rtc_plugin.service.checks import gpu_warning, linger_warning
 from sleap_rtc_plugin.service.cli import main
 from sleap_rtc_plugin.service.envfile import parse_env
-from sleap_rtc_plugin.service.runner import RecordingRunner
+from sleap_rtc_plugin.service.system_commands import RecordingRunner
 
 
 def _mode(path: Path) -> int:

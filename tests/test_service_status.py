@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sleap_rtc_plugin.service.cli import main
-from sleap_rtc_plugin.service.runner import RecordingRunner
+from sleap_rtc_plugin.service.system_commands import RecordingRunner
 from sleap_rtc_plugin.util.status_server import StatusServer
 
 SERVER_SCRIPT = r"""

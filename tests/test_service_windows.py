@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from sleap_rtc_plugin.service.cli import main
-from sleap_rtc_plugin.service.runner import RecordingRunner
+from sleap_rtc_plugin.service.system_commands import RecordingRunner
 
 QUERY_RUNNING = """
 SERVICE_NAME: sleap-rtc-worker

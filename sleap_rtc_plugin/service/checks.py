@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .runner import Runner
+from .system_commands import Runner
 
 
 def gpu_warning(dev: Path = Path("/dev"), which: Callable[[str], str | None] = shutil.which) -> str | None:

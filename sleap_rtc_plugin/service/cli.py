@@ -17,7 +17,7 @@ from typing import Sequence
 from .. import __version__
 from ..config import default
 from .paths import DEFAULT_NAME, ServicePaths, root_from_env
-from .runner import RecordingRunner, Runner, SystemRunner
+from .system_commands import RecordingRunner, Runner, SystemRunner
 from .status import (
     EXIT_ERROR,
     EXIT_NOT_INSTALLED,

@@ -20,7 +20,7 @@ from ..config import default
 from . import units
 from .envfile import EnvFileError, read_env, write_private
 from .paths import APP, ServicePaths
-from .runner import Runner
+from .system_commands import Runner
 from .status import OsView, resolve_status_port
 
 log = logging.getLogger(__name__)

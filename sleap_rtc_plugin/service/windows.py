@@ -27,7 +27,7 @@ from ..config import default
 from . import units
 from .envfile import read_env, write_private
 from .paths import DEFAULT_NAME, check_name
-from .runner import Runner
+from .system_commands import Runner
 from .status import OsView, resolve_status_port
 from .systemd import InstallError, Report
 
