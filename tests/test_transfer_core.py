@@ -289,3 +289,29 @@ def test_hash_memo_skips_an_unchanged_file_and_notices_a_change(tmp_path, monkey
     assert memo.stat_and_hash(path) == (len(DATA), SHA) and len(calls) == 1
     path.write_bytes(DATA + b"x")
     assert memo.stat_and_hash(path) == (len(DATA) + 1, sha256_file(path)) and len(calls) == 2
+
+
+def test_hash_memo_store_outlives_the_process_and_merges_what_other_processes_wrote(tmp_path, monkeypatch):
+    """A new ``sleap-rtc`` run names a file's digest up front from the store; a worker beside it loses none of its entries."""
+    from sleap_rtc_plugin.util import hashing
+
+    store = tmp_path / "cache" / "file-hashes.json"
+    video, labels = tmp_path / "robot.mp4", tmp_path / "labels.slp"
+    video.write_bytes(DATA)
+    labels.write_bytes(DATA[::-1])
+    client, worker = HashMemo(store=store), HashMemo(store=store)
+    assert worker.lookup(labels)[1] is None  # the worker has read the (empty) store before the client writes
+    client.stat_and_hash(video)
+    worker.stat_and_hash(labels)
+    assert store.stat().st_mode & 0o777 == 0o600
+    calls = []
+    monkeypatch.setattr(hashing, "sha256_file", lambda p, limit=None: calls.append(p))
+    later = HashMemo(store=store)  # the next CLI process
+    assert later.lookup(video)[1] == SHA and later.stat_and_hash(labels)[1] == hashlib.sha256(DATA[::-1]).hexdigest()
+    assert calls == []
+    video.write_bytes(DATA + b"x")
+    assert HashMemo(store=store).lookup(video)[1] is None  # a changed file is a new version
+    store.write_text("{not json")
+    assert HashMemo(store=store).lookup(labels)[1] is None  # a damaged store costs a re-hash, nothing else
+    later.clear()
+    assert HashMemo(store=store).lookup(labels)[1] is None
