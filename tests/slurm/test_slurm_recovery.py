@@ -62,12 +62,17 @@ async def test_a_job_killed_by_the_time_limit_is_requeued_and_resumes(qcoord, qr
     assert sorted(k for k in by_attempt if k) == [1, 2]
     failed = [e.data for e in by_attempt[1] if e.kind == "status" and e.data.get("state") == "queued"]
     assert failed and any("TIMEOUT" in d.get("message", "") for d in failed), failed
-    # A checkpoint file can be seen before its epoch's progress line is read from the shared filesystem (epoch None).
-    handed = max((e.data for e in by_attempt[1] if e.kind == "checkpoint" and e.data.get("epoch") is not None), key=lambda d: d["epoch"])
+    # The last checkpoint relayed is the one attempt 2 resumes from. A checkpoint file can be seen before its
+    # epoch's progress line is read from the shared filesystem (epoch None): each such one is a later epoch.
+    relayed = [e.data.get("epoch") for e in by_attempt[1] if e.kind == "checkpoint"]
+    labeled = max(i for i, epoch in enumerate(relayed) if epoch is not None)
+    unlabeled_after = len(relayed) - 1 - labeled
+    first = relayed[labeled] + 1
+    starts = [first] if unlabeled_after == 0 else list(range(first + 1, first + 1 + unlabeled_after))
     resumed = epochs(by_attempt[2])
     # Attempt 2 trains from the epoch after the handed checkpoint, one epoch after another, until Stop Early.
-    assert len(resumed) >= 2 and resumed == list(range(handed["epoch"] + 1, handed["epoch"] + 1 + len(resumed))), (
-        handed, resumed, [e.data for e in by_attempt[2] if e.kind == "status"], sbatch_lines)
+    assert len(resumed) >= 2 and resumed[0] in starts and resumed == list(range(resumed[0], resumed[0] + len(resumed))), (
+        relayed, resumed, [e.data for e in by_attempt[2] if e.kind == "status"], sbatch_lines)
     assert (outcome.model_dirs[0] / "best.ckpt").stat().st_size > 0
     record = await qcoord.jobstore.get_job(handle.job_id)
     assert (record.state, record.attempt, record.retries) == ("succeeded", 2, 1)
