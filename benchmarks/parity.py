@@ -54,24 +54,9 @@ from parity_probe import ChildSampler, config_summary, cpu_seconds, diff_config,
 
 def make_project(folder: Path, n_frames: int, labeled: int) -> Path:
     """``folder/labels.slp`` whose video is ``folder/clip.mp4`` (not embedded), as most users have it."""
-    import imageio.v3 as iio
-    import numpy as np
-    import sleap_io as sio
+    from sleap_rtc_plugin.sample_data import make_video_labels
 
-    from sleap_rtc_plugin import sample_data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    frames, points = sample_data._blob_frames(n_frames, (64, 64), 2, 1, seed=0)
-    video_path = folder / "clip.mp4"
-    iio.imwrite(video_path, np.repeat(frames, 3, axis=-1), fps=10, codec="libx264", plugin="pyav")
-    skeleton = sio.Skeleton(["node0", "node1"], edges=[("node0", "node1")], name="blobs")
-    video = sio.Video.from_filename(video_path.as_posix())
-    lfs = [sio.LabeledFrame(video=video, frame_idx=i, instances=[sio.Instance.from_numpy(points[i, 0], skeleton=skeleton)])
-           for i in range(labeled)]
-    labels_path = folder / "labels.slp"
-    sio.Labels(lfs, videos=[video], skeletons=[skeleton]).save(labels_path.as_posix(), embed=False, verbose=False)
-    video.close()
-    return labels_path
+    return make_video_labels(folder, n_frames=n_frames, labeled=labeled, name="clip")[0]
 
 
 class Dialog:

@@ -115,6 +115,28 @@ def make_labels(
     return path
 
 
+def make_video_labels(folder: str | Path, *, n_frames: int = 24, labeled: int = 16, name: str = "robot") -> tuple[Path, Path]:
+    """Write ``folder/<name>.mp4`` and ``folder/labels.slp`` on it (not embedded), as most users have labels.
+
+    ``labeled`` user-labeled frames of the blob animal; returns (labels, video)."""
+    import imageio.v3 as iio
+    import sleap_io as sio
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    frames, points = _blob_frames(n_frames, (64, 64), 2, 1, seed=0)
+    video_path = folder / f"{name}.mp4"
+    iio.imwrite(video_path, np.repeat(frames, 3, axis=-1), fps=10, codec="libx264", plugin="pyav")
+    skeleton = sio.Skeleton(["node0", "node1"], edges=[("node0", "node1")], name="blobs")
+    video = sio.Video.from_filename(video_path.as_posix())
+    lfs = [sio.LabeledFrame(video=video, frame_idx=i, instances=[sio.Instance.from_numpy(points[i, 0], skeleton=skeleton)])
+           for i in range(labeled)]
+    labels_path = folder / "labels.slp"
+    sio.Labels(lfs, videos=[video], skeletons=[skeleton]).save(labels_path.as_posix(), embed=False, verbose=False)
+    video.close()
+    return labels_path, video_path
+
+
 def _head_config(head: str, node_names: Sequence[str], anchor: str) -> dict:
     if head == "single_instance":
         return {"confmaps": {"part_names": list(node_names), "sigma": 2.5, "output_stride": 2}}
