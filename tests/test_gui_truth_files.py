@@ -3,6 +3,7 @@ names them, and a hidden ``.sleap-rtc/`` folder that does not keep installed res
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import zipfile
@@ -60,6 +61,36 @@ def test_the_package_asks_for_sleap_names_and_merges_by_them(trained_model, tmp_
         assert packaging.predicted_videos(Path(clash), req) == [video]
 
 
+def test_the_inference_settings_sleap_shows_reach_sleap_nn_as_its_runner_passes_them(trained_model, tmp_path):  # noqa: F811
+    """Peak threshold, batch size, max instances, the tracker and overlap filtering: the flags SLEAP's own
+    ``InferenceTask`` would give sleap-nn, minus what the worker chooses (data, frames, models, output, device)."""
+    from sleap.gui.learning.runners import InferenceTask
+
+    from sleap_rtc_plugin.worker.package import open_package
+
+    params = {"_peak_threshold": 0.05, "_batch_size": 4, "_max_instances": 2, "trainer_config.trainer_accelerator": "cuda",
+              "tracking.tracker": "flow", "tracking.match": "greedy", "tracking.track_window": 7, "tracking.max_tracks": 3,
+              "tracking.post_connect_single_breaks": 1, "tracking.robust": 0.9, "tracking.similarity": "iou",
+              "filter_overlapping": True, "filter_overlapping_threshold": 0.6}
+    clip = _clip(tmp_path / "clip.mp4")
+    skeleton = sio.load_slp(str(trained_model.labels_path)).skeletons[0]
+    labels = sio.Labels(videos=[sio.Video.from_filename(str(clip))], skeletons=[skeleton])
+    req = packaging.InferenceRequest(labels=labels, labels_filename=str(tmp_path / "p.slp"), model_dirs=[trained_model.run_dir],
+                                     frames={0: [0, 1]}, inference_params=params)
+    package = packaging.write_inference_package(req, tmp_path / "pkg")
+    with zipfile.ZipFile(package.path) as zf:
+        extra = yaml.safe_load(zf.read("jobs.yaml"))["inference"][0]["extra_args"]
+
+    class Item:
+        cli_args = ["--data_path", "p.slp", "--video_index", "0", "--frames", "0,1"]
+
+    sleaps, _ = InferenceTask(trained_job_paths=["models/m"], inference_params=params).make_predict_cli_call(Item(), output_path="out.slp")
+    expected = [a for a in sleaps[3:] if a not in Item.cli_args + ["--model_paths", "models/m", "-o", "out.slp", "--device", "cuda"]]
+    assert extra == [str(a) for a in expected] and {"--peak_threshold", "0.05", "--tracking", "--use_flow", "--max_tracks"} <= set(extra)
+    spec = open_package(package.path, tmp_path / "job", inputs=package.inputs)  # the worker takes every one of them
+    assert spec.inference[0].extra_args == extra
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -91,7 +122,8 @@ async def test_a_real_remote_tracking_leaves_sleap_names_and_no_cached_copies(cp
     labels = sio.Labels(videos=[sio.Video.from_filename(str(clip))], skeletons=[skeleton])
     req = packaging.InferenceRequest(labels=labels, labels_filename=str(project / "clip.slp"), model_dirs=[trained_model.run_dir],
                                      frames={0: [0, 1, 2]})
-    package = packaging.write_inference_package(req, tmp_path / "pkg")
+    # Off the event loop, as the Track dialog does: a blocked loop misses the test coordinator's 1.5 s heartbeats.
+    package = await asyncio.to_thread(packaging.write_inference_package, req, tmp_path / "pkg")
     handle = submit_inference(package.path, spec_for(cpu_worker), project_dir=project, inputs=package.inputs)
     outcome = await handle.result()
     (predictions,) = outcome.prediction_files

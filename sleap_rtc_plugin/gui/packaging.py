@@ -27,6 +27,7 @@ import yaml
 
 from ..protocol.names import is_plain_file_name
 from ..protocol.peer import INPUTS_DIR
+from .inference_flags import sleap_inference_flags
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ def write_inference_package(req: InferenceRequest, out_dir: Path, progress: Prog
             name = _unique_name(model_dir.name, model_names)
             shutil.copytree(model_dir, root / "models" / name, ignore=shutil.ignore_patterns("*.slp", "viz"))
             model_names.append(name)
+        extra_args = sleap_inference_flags(req.inference_params)  # SLEAP's peak threshold, tracker, … as its runner passes them
         jobs = {
             "training": [],
             "inference": [
@@ -251,7 +253,7 @@ def write_inference_package(req: InferenceRequest, out_dir: Path, progress: Prog
                     "models": [f"models/{n}" for n in model_names],
                     "output_path": by_video[v],
                     "frames": fs,
-                    "tracking": {k: val for k, val in req.inference_params.items() if k.startswith("tracking.")},
+                    "extra_args": extra_args,
                     **({"data_path": data_paths[v], "type": "video"} if v in data_paths else {"data_path": stem_pkg, "type": "labels", "video_index": v}),
                 }
                 for v, fs in req.frames.items()
