@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -79,3 +80,29 @@ async def test_pings_of_one_interval_are_spread_over_it_and_reach_everyone(tmp_p
     assert len(stamps) == 2 * SLOTS  # everyone was pinged within the first interval or so
     # One burst would stamp every ping alike; spread pings come from SLOTS ticks.
     assert len(set(stamps)) >= SLOTS // 2
+
+
+async def test_a_busy_event_loop_does_not_stretch_the_gap_between_pings(tmp_path):
+    """Every sleep overshoots on a busy loop; ticks at fixed times keep a link's pings one interval apart
+    (ten overshoots a round, added up, had stretched the gap past a test client's 1 s patience)."""
+    interval = 0.3
+
+    async def hog() -> None:  # another part of the process holding the loop 50 ms at a time
+        while True:
+            time.sleep(0.05)
+            await asyncio.sleep(0)
+
+    async with live_coordinator(tmp_path, heartbeat_interval=interval, heartbeat_timeout=10.0) as server:
+        ws = await connect(server.url, ping_interval=None)
+        busy = asyncio.create_task(hog())
+        arrivals: list[float] = []
+        try:
+            async with asyncio.timeout(8.0):
+                while len(arrivals) < 9:
+                    if json.loads(await ws.recv())["type"] == "ping":
+                        arrivals.append(time.monotonic())
+        finally:
+            busy.cancel()
+            await ws.close()
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+    assert gaps[len(gaps) // 2] < 1.25 * interval and gaps[-1] < 2.5 * interval, gaps

@@ -249,26 +249,39 @@ class CoordinatorServer:
 
     async def _heartbeat_loop(self) -> None:
         """One slot of the links per tick (:mod:`.heartbeat`): every link is visited once
-        per interval, and the pongs of thousands of peers never arrive in one burst."""
-        ticks = 0
+        per interval, and the pongs of thousands of peers never arrive in one burst.
+
+        Ticks are due at fixed times from the start, not one sleep after another: on a busy
+        loop every sleep overshoots, and ten overshoots a round would stretch the gap between
+        a link's pings past its peer's patience. A late wake-up serves every slot due by
+        then (at most one round: after a suspend the links are visited once, not in a burst)."""
+        loop = asyncio.get_running_loop()
         slots = self._beats.count
+        tick_len = self.heartbeat_interval / slots
+        start, served = loop.time(), 0
         while True:
-            await asyncio.sleep(self.heartbeat_interval / slots)
+            await asyncio.sleep(max(0.0, start + (served + 1) * tick_len - loop.time()))
+            due = int((loop.time() - start) / tick_len)
+            served = max(served, due - slots)
+            if due <= served:
+                continue
             now_mono, now_wall = time.monotonic(), time.time()
             ping: str | None = None
-            for link in self._beats.due(ticks):
-                if now_mono - link.last_seen > self.heartbeat_timeout:
-                    self.forget(link, "heartbeat timeout")
-                    link.drop(f"no frame for {self.heartbeat_timeout:g}s (heartbeat timeout)")
-                elif link.entry is not None and link.entry.room_expires_at <= now_wall:
-                    link.send(Error(code="room_expired", message=f"room {link.entry.room_id} has expired"))
-                    self.forget(link, "room expired")
-                    link.drop("room expired")
-                else:
-                    ping = ping or Ping(ts=now_wall).encode()  # once per tick, not once per link
-                    link.send_text(ping)
-            ticks += 1
-            if ticks % (60 * slots) == 0:
+            housekeeping = served // (60 * slots) != due // (60 * slots)
+            for tick in range(served, due):
+                for link in self._beats.due(tick):
+                    if now_mono - link.last_seen > self.heartbeat_timeout:
+                        self.forget(link, "heartbeat timeout")
+                        link.drop(f"no frame for {self.heartbeat_timeout:g}s (heartbeat timeout)")
+                    elif link.entry is not None and link.entry.room_expires_at <= now_wall:
+                        link.send(Error(code="room_expired", message=f"room {link.entry.room_id} has expired"))
+                        self.forget(link, "room expired")
+                        link.drop("room expired")
+                    else:
+                        ping = ping or Ping(ts=now_wall).encode()  # once per tick, not once per link
+                        link.send_text(ping)
+            served = due
+            if housekeeping:
                 try:
                     purged = await self.store.purge_expired()
                     self._room_count = await self.store.count_rooms()
