@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from sleap_rtc_plugin.coordinator.heartbeat import SLOTS, HeartbeatSlots
-from fixtures_coordinator import live_coordinator
+from fixtures_coordinator import coordinator, live_coordinator, make_client, room  # noqa: F401
 
 ops = st.lists(st.one_of(st.tuples(st.just("join"), st.integers(0, 40)), st.tuples(st.just("leave"), st.integers(0, 40)), st.tuples(st.just("tick"), st.just(0))), max_size=200)
 
@@ -106,3 +106,37 @@ async def test_a_busy_event_loop_does_not_stretch_the_gap_between_pings(tmp_path
             await ws.close()
     gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
     assert gaps[len(gaps) // 2] < 1.25 * interval and gaps[-1] < 2.5 * interval, gaps
+
+
+async def test_a_stalled_coordinator_process_does_not_drop_its_peers_for_its_own_stall(tmp_path):
+    """A process stalled past the heartbeat timeout (a pause, a long GC) has not heard its peers because it
+    was not listening: it pings again and gives them an interval to answer before judging anyone silent."""
+    async with live_coordinator(tmp_path, heartbeat_interval=0.3, heartbeat_timeout=1.5) as server:
+        ws = await connect(server.url, ping_interval=None)
+
+        async def answer_pings() -> None:
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "ping":
+                    await ws.send(json.dumps({"type": "pong", "ts": frame["ts"]}))
+
+        answering = asyncio.create_task(answer_pings())
+        try:
+            await asyncio.sleep(0.6)  # answered a couple of pings
+            time.sleep(2.0)  # the whole process stalls past the 1.5 s timeout
+            await asyncio.sleep(1.0)
+            assert not answering.done(), answering  # the peer's socket was not dropped
+            assert ws.state.name == "OPEN"
+        finally:
+            answering.cancel()
+            await ws.close()
+
+
+async def test_a_stalled_client_process_reads_what_arrived_before_giving_up_on_the_coordinator(make_client):
+    """Past its silence limit only because its own process stalled, a client reads the frames waiting for it
+    (a short grace) instead of reconnecting: the coordinator was never silent."""
+    client = await make_client()
+    await asyncio.sleep(0.6)
+    time.sleep(1.3)  # past the client's 1 s of patience, within the coordinator's 1.5 s timeout
+    await asyncio.sleep(1.0)
+    assert client.reconnects == 0

@@ -416,9 +416,13 @@ class CoordinatorClient:
                     async with asyncio.timeout(silence):
                         raw = await ws.recv()
                 except TimeoutError:
-                    log.warning("no frame from the coordinator for %.0fs; reconnecting", silence)
-                    ws.transport.abort()
-                    return
+                    try:  # frames that arrived while this process was stalled are read first (recv is cancel-safe)
+                        async with asyncio.timeout(silence / 4):
+                            raw = await ws.recv()
+                    except TimeoutError:
+                        log.warning("no frame from the coordinator for %.0fs; reconnecting", silence)
+                        ws.transport.abort()
+                        return
                 await self._dispatch(ws, raw)
         except ConnectionClosed:
             return

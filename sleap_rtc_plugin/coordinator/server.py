@@ -258,19 +258,28 @@ class CoordinatorServer:
         loop = asyncio.get_running_loop()
         slots = self._beats.count
         tick_len = self.heartbeat_interval / slots
-        start, served = loop.time(), 0
+        start, served, was_late, grace_until = loop.time(), 0, False, 0.0
         while True:
             await asyncio.sleep(max(0.0, start + (served + 1) * tick_len - loop.time()))
-            due = int((loop.time() - start) / tick_len)
-            served = max(served, due - slots)
+            now = loop.time()
+            due = int((now - start) / tick_len)
             if due <= served:
                 continue
+            # Woken a whole tick late, this process was stalled (a pause, a long GC): what its peers sent
+            # meanwhile is still unread and its own pings went out late, so for one interval nobody is judged
+            # silent. Only a stall's first late pass starts that grace: a loop that is always late still judges.
+            late = now - (start + (served + 1) * tick_len) > tick_len
+            if late and not was_late:
+                grace_until = now + self.heartbeat_interval
+            was_late = late
+            judge = now >= grace_until
+            served = max(served, due - slots)
             now_mono, now_wall = time.monotonic(), time.time()
             ping: str | None = None
             housekeeping = served // (60 * slots) != due // (60 * slots)
             for tick in range(served, due):
                 for link in self._beats.due(tick):
-                    if now_mono - link.last_seen > self.heartbeat_timeout:
+                    if judge and now_mono - link.last_seen > self.heartbeat_timeout:
                         self.forget(link, "heartbeat timeout")
                         link.drop(f"no frame for {self.heartbeat_timeout:g}s (heartbeat timeout)")
                     elif link.entry is not None and link.entry.room_expires_at <= now_wall:
