@@ -33,20 +33,22 @@ from pathlib import Path
 from typing import Any
 
 SERVER_CODE = """
-import asyncio, logging, sys, argparse
+import logging, sys, argparse
 logging.basicConfig(level=logging.WARNING)
 import sleap_rtc_plugin
+from sleap_rtc_plugin.coordinator import event_loop
 from sleap_rtc_plugin.coordinator.cli import run_server
-print("code", sleap_rtc_plugin.__path__[0], flush=True)
+loop = event_loop.resolve(sys.argv[2])
+print("code", sleap_rtc_plugin.__path__[0], loop, flush=True)
 args = argparse.Namespace(host="127.0.0.1", port=0, db=":memory:", heartbeat_interval=10.0, heartbeat_timeout=60.0,
-                          compression=sys.argv[1] == "deflate")
-if len(sys.argv) > 2:
+                          compression=sys.argv[1] == "deflate", event_loop=loop)
+if len(sys.argv) > 3:
     import cProfile, time
     with cProfile.Profile(time.thread_time) as prof:
-        code = asyncio.run(run_server(args))
-    prof.dump_stats(sys.argv[2])
+        code = event_loop.run(run_server(args, loop_name=loop), loop)
+    prof.dump_stats(sys.argv[3])
     sys.exit(code)
-sys.exit(asyncio.run(run_server(args)))
+sys.exit(event_loop.run(run_server(args, loop_name=loop), loop))
 """
 #: Seconds any process waits at a phase barrier before the run is abandoned.
 BARRIER_TIMEOUT = 600.0
@@ -104,11 +106,14 @@ class RawPeer:
         self.ws = ws
 
     @classmethod
-    async def open(cls, url: str, room_id: str, token: str, peer_id: str) -> RawPeer:
+    async def open(cls, url: str, room_id: str, token: str, peer_id: str, role: str = "client", metadata: dict[str, Any] | None = None) -> RawPeer:
         import websockets
 
         peer = cls(await websockets.connect(url, max_size=None, ping_interval=None))
-        await peer.request({"type": "register", "room_id": room_id, "token": token, "role": "client", "peer_id": peer_id, "ref": "reg"}, "registered")
+        frame: dict[str, Any] = {"type": "register", "room_id": room_id, "token": token, "role": role, "peer_id": peer_id, "ref": "reg"}
+        if metadata:
+            frame["metadata"] = metadata
+        await peer.request(frame, "registered")
         return peer
 
     async def _next(self) -> str:
@@ -141,6 +146,28 @@ class RawPeer:
 
 
 
+class RawWorker(RawPeer):
+    """A simulated worker on hand-written frames: answers pings and relayed offers.
+
+    A full :class:`CoordinatorClient` per simulated worker cost its generator several ms
+    of CPU per registration, so the registration rate measured the generators; this one
+    costs a websocket handshake and two frames."""
+
+    async def serve(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for text in self.ws:
+                if text.startswith('{"type":"ping"'):
+                    await self.ws.send(json.dumps({"type": "pong", "ts": json.loads(text)["ts"]}))
+                elif text.startswith('{"type":"relay"'):
+                    relay = json.loads(text)
+                    if relay.get("kind") == "offer":
+                        await self.ws.send(json.dumps({"type": "relay", "target": relay["source"], "kind": "answer", "payload": {"sdp": "a"}}))
+        except ConnectionClosed:
+            pass
+
+
 def generator_main(index: int, spec: dict[str, Any], barrier: Any, results: Any) -> None:
     """Entry point of one load-generator process (its own interpreter and event loop)."""
     raise_fd_limit()
@@ -164,14 +191,21 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
         await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
 
     async def join(role: str, i: int) -> CoordinatorClient:
-        meta = {"gpus": fake_gpus(rng), "labels": {"site": f"s{i % SITES}"}} if role == "worker" else {}
-        client = CoordinatorClient(url, room_id=room_id, token=token, role=role, peer_id=f"{role[0]}{i}", metadata=meta, reconnect=False, request_timeout=120)
+        client = CoordinatorClient(url, room_id=room_id, token=token, role=role, peer_id=f"{role[0]}{i}", reconnect=False, request_timeout=120)
         async with sem:
             await client.start()
         return client
 
+    async def join_worker(i: int) -> RawWorker:
+        meta = {"gpus": fake_gpus(rng), "labels": {"site": f"s{i % SITES}"}}
+        async with sem:
+            worker = await RawWorker.open(url, room_id, token, f"w{i}", role="worker", metadata=meta)
+        serving.append(asyncio.create_task(worker.serve()))
+        return worker
+
+    serving: list[asyncio.Task[None]] = []
     await phase()  # B0: everyone imported and ready
-    workers = await asyncio.gather(*(join("worker", i) for i in my_share(spec["workers"], index, procs)))
+    workers = await asyncio.gather(*(join_worker(i) for i in my_share(spec["workers"], index, procs)))
     full_client = await join("client", 10**6 + index) if index == 0 else None
 
     async def open_raw(i: int) -> RawPeer:
@@ -180,12 +214,6 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
 
     clients = await asyncio.gather(*(open_raw(i) for i in my_share(spec["clients"], index, procs)))
 
-    async def answer(worker: CoordinatorClient, relay: Any) -> None:
-        if relay.kind == "offer":
-            await worker.relay(relay.source, "answer", {"sdp": "a"})
-
-    for w in workers:
-        w.add_relay_handler(lambda relay, w=w: answer(w, relay))
     await phase()  # B1: all registered
     await asyncio.sleep(spec["idle_seconds"])
     await phase()  # B1b: nothing but heartbeats for idle_seconds
@@ -201,20 +229,45 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
     discover_ms: list[float] = []
     returned: list[int] = []
 
+    def discover_frame(n: int) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "discover", "role": "worker", "ref": f"d{n}"}
+        if (gpu := rng.choice([None, 4096, 16384])) is not None:
+            frame["min_gpu_memory_mb"] = gpu
+        if rng.random() < 0.5:
+            frame["labels"] = {"site": f"s{rng.randrange(SITES)}"}
+        return frame
+
     async def discover_loop(client: RawPeer) -> None:
         for n in range(spec["rounds"]):
-            frame: dict[str, Any] = {"type": "discover", "role": "worker", "ref": f"d{n}"}
-            if (gpu := rng.choice([None, 4096, 16384])) is not None:
-                frame["min_gpu_memory_mb"] = gpu
-            if rng.random() < 0.5:
-                frame["labels"] = {"site": f"s{rng.randrange(SITES)}"}
             start = time.perf_counter()
-            reply = await client.request(frame, "peer_list")
+            reply = await client.request(discover_frame(n), "peer_list")
             discover_ms.append((time.perf_counter() - start) * 1000)
-            returned.append(len(json.loads(reply)["peers"]))
+            returned.append(reply.count('"peer_id"'))
 
     await asyncio.gather(*(discover_loop(c) for c in clients))
-    await phase()  # B3: discovery under load done
+    await phase()  # B3: discovery under load (closed loop) done
+
+    open_ms: list[float] = []
+    rate = spec["discover_rate"] / max(1, spec["clients"])
+
+    async def open_loop(client: RawPeer, deadline: float) -> None:
+        """Poisson arrivals at ``rate`` per client; latency from the *scheduled* time, so
+        a reply that came late delays the next request without hiding its wait."""
+        due, n = time.perf_counter(), 0
+        while True:
+            due += rng.expovariate(rate)
+            if due >= deadline:
+                return
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            await client.request(discover_frame(n), "peer_list")
+            open_ms.append((time.perf_counter() - due) * 1000)
+            n += 1
+
+    if spec["discover_rate"] > 0:
+        end = time.perf_counter() + spec["open_seconds"]
+        await asyncio.gather(*(open_loop(c, end) for c in clients))
+    await phase()  # B3b: discovery at an offered rate (open loop) done
 
     relay_ms: list[float] = []
 
@@ -228,10 +281,11 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
     await asyncio.gather(*(relay_loop(c) for c in clients))
     await phase()  # B4: relays done; workers stayed up until every client finished
 
-    for c in [*workers, *([full_client] if full_client else [])]:
-        await c.close()
-    for raw in clients:
+    if full_client:
+        await full_client.close()
+    for raw in [*clients, *workers]:
         await raw.ws.close()
+    await asyncio.gather(*serving)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "index": index,
@@ -239,6 +293,7 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
         "discover_ms": discover_ms,
         "returned": returned,
         "relay_ms": relay_ms,
+        "open_ms": open_ms,
         "cpu_s": usage.ru_utime + usage.ru_stime,
     }
 
@@ -246,17 +301,20 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
 # --- the parent: server, barriers, figures --------------------------------------------
 
 
-def _start_server(profile: str | None, compression: bool) -> tuple[subprocess.Popen[str], str, str]:
-    """Start the coordinator; return it, its URL and the package directory it runs from
-    (recorded with the figures: a before/after comparison must say which code ran)."""
+def _start_server(profile: str | None, compression: bool, loop: str) -> tuple[subprocess.Popen[str], str, str, str]:
+    """Start the coordinator; return it, its URL, the package directory it runs from
+    (recorded with the figures: a before/after comparison must say which code ran) and
+    its event loop."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, "deflate" if compression else "none", *([profile] if profile else [])], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
-    code = proc.stdout.readline().split(" ", 1)[-1].strip() if proc.stdout else ""
+    argv = [sys.executable, "-c", SERVER_CODE, "deflate" if compression else "none", loop, *([profile] if profile else [])]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
+    first = proc.stdout.readline().split() if proc.stdout else []
+    code, loop_name = (first[1], first[2]) if len(first) == 3 else ("", "")
     line = proc.stdout.readline() if proc.stdout else ""
     if "listening on" not in line:
         proc.kill()
         raise SystemExit(f"error: coordinator did not start: {line!r}")
-    return proc, line.strip().rsplit(" ", 1)[-1], code
+    return proc, line.strip().rsplit(" ", 1)[-1], code, loop_name
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -267,7 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if fd_limit < needed:
         raise SystemExit(f"error: the server needs ~{needed} file descriptors, RLIMIT_NOFILE allows {fd_limit}; lower --workers/--clients")
     load_before = os.getloadavg()
-    server, url, server_code = _start_server(args.profile, args.compression)
+    server, url, server_code, loop_name = _start_server(args.profile, args.compression, args.event_loop)
     load_cpus: list[int] = []
     if args.server_cpu is not None:
         os.sched_setaffinity(server.pid, {args.server_cpu})
@@ -286,14 +344,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "procs": args.procs, "url": url, "room_id": room_id, "token": token, "seed": args.seed,
             "workers": args.workers, "clients": args.clients, "rounds": args.rounds,
             "idle_rounds": args.idle_rounds, "concurrency": args.concurrency, "idle_seconds": args.idle_seconds,
-            "load_cpus": load_cpus,
+            "load_cpus": load_cpus, "discover_rate": args.discover_rate, "open_seconds": args.open_seconds,
         }
         procs = [ctx.Process(target=generator_main, args=(i, spec, barrier, results), daemon=True) for i in range(args.procs)]
         for p in procs:
             p.start()
 
         marks: list[tuple[float, float]] = []
-        for _ in range(6):  # B0, B1, B1b, B2, B3, B4
+        for _ in range(7):  # B0, B1, B1b, B2, B3, B3b, B4
             try:
                 barrier.wait(BARRIER_TIMEOUT)
             except threading.BrokenBarrierError:
@@ -326,12 +384,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     idle = [x for p in parts for x in p["idle_ms"]]
     discover = [x for p in parts for x in p["discover_ms"]]
     relay = [x for p in parts for x in p["relay_ms"]]
+    open_loop = [x for p in parts for x in p["open_ms"]]
     returned = [x for p in parts for x in p["returned"]]
     connections = args.workers + args.clients
     reg_wall, reg_cpu = span(0, 1)
     idle_wall, idle_cpu = span(1, 2)
     disc_wall, disc_cpu = span(3, 4)
-    relay_wall, relay_cpu = span(4, 5)
+    open_wall, open_cpu = span(4, 5)
+    relay_wall, relay_cpu = span(5, 6)
     return {
         "benchmark": "coordinator",
         "workers": args.workers,
@@ -351,6 +411,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_ms_per_discover": round(1000 * disc_cpu / max(1, len(discover)), 3),
         "server_cpu_share_discover_phase": round(disc_cpu / disc_wall, 2),
         "discover_mean_peers_returned": round(sum(returned) / max(1, len(returned)), 1),
+        "discover_offered_per_s": args.discover_rate,
+        "discover_open_loop_per_s": round(len(open_loop) / open_wall, 1) if open_loop else None,
+        "discover_open_loop_p50_ms": round(percentile(open_loop, 50), 2),
+        "discover_open_loop_p99_ms": round(percentile(open_loop, 99), 2),
+        "discover_open_loop_max_ms": round(max(open_loop), 2) if open_loop else None,
+        "server_cpu_share_open_loop": round(open_cpu / open_wall, 3) if open_loop else None,
         "relay_roundtrip_p50_ms": round(percentile(relay, 50), 2),
         "relay_roundtrip_p99_ms": round(percentile(relay, 99), 2),
         "relays_per_s_under_load": round(len(relay) / relay_wall, 1),
@@ -363,6 +429,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m_after": round(load_after[0], 2),
         "server_code": server_code,
         "server_compression": "deflate" if args.compression else "none",
+        "server_event_loop": loop_name,
         "server_cpu": args.server_cpu,
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -378,10 +445,15 @@ def main() -> None:
     parser.add_argument("--idle-rounds", type=int, default=100, help="sequential discovers by one client on an idle server (default 100)")
     parser.add_argument("--idle-seconds", type=float, default=10.0,
                         help="seconds with every peer connected and silent but for heartbeats; reports the server's CPU share then (default 10, one heartbeat interval)")
+    parser.add_argument("--discover-rate", type=float, default=500.0,
+                        help="discovers per second offered in the open-loop phase, Poisson arrivals over all clients; latency counts from the scheduled time (default 500; 0 skips the phase)")
+    parser.add_argument("--open-seconds", type=float, default=10.0, help="length of the open-loop discovery phase (default 10)")
     parser.add_argument("--concurrency", type=int, default=100, help="registrations in flight at once, over all generators (default 100)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", metavar="FILE", help="run the coordinator under cProfile (CPU time of its event-loop thread, not wall time: on a busy machine wall time mostly measures waiting) and write its stats to FILE (figures are then slower)")
     parser.add_argument("--compression", action="store_true", help="run the coordinator with permessage-deflate (server.compression = true; off by default)")
+    parser.add_argument("--event-loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                        help="the coordinator's event loop, as server.event_loop (default auto: uvloop where installed)")
     parser.add_argument("--server-cpu", type=int, metavar="N",
                         help="pin the coordinator to CPU N and the load generators to the other CPUs, so the server has a core of its own (default: no pinning)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (default: indented JSON)")

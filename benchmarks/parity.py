@@ -284,6 +284,23 @@ def summarize(local: dict, remote: dict) -> dict:
     }
 
 
+def aggregate(pairs: list[dict]) -> dict:
+    """The verdict over all pairs: sums, and the median of (remote − fixed) / local.
+
+    A job of a few tens of seconds varies by ±20 % run to run on a small machine, in
+    either side; one pair's verdict is then a coin toss, the sum over alternating pairs
+    is not."""
+    local = sum(p["local_total_s"] for p in pairs)
+    remote = sum(p["remote_total_s"] for p in pairs)
+    fixed = sum(p["fixed_overhead_s"] for p in pairs)
+    ratios = sorted((p["remote_total_s"] - p["fixed_overhead_s"]) / p["local_total_s"] for p in pairs)
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return {"local_s": round(local, 2), "remote_s": round(remote, 2), "fixed_overhead_s": round(fixed, 2),
+            "limit_s": round(local * 1.05 + fixed, 2), "pass": remote <= local * 1.05 + fixed,
+            "median_remote_minus_fixed_over_local": round(median, 3)}
+
+
 def train_section(args, root: Path, worker: WorkerProcess) -> dict:
     labels = make_project(root / "project", args.frames, args.labeled)
     dialog = Dialog(labels, args.epochs, args.steps)
@@ -294,7 +311,7 @@ def train_section(args, root: Path, worker: WorkerProcess) -> dict:
         pairs.append(summarize(local, remote))
         last = (local, remote)
     local, remote = last
-    out = {"pairs": pairs, "all_pass": all(p["pass"] for p in pairs),
+    out = {"pairs": pairs, "all_pass": all(p["pass"] for p in pairs), "aggregate": aggregate(pairs),
            "child_env_differences": env_diff(local["child"].get("environ"), remote["child"].get("environ"))}
     out["torch_threads"] = {"local": torch_threads(local["child"]), "remote": torch_threads(remote["child"])}
     for p in pairs:
@@ -345,7 +362,7 @@ def main() -> None:
                 return run_local_training(Dialog(labels_path, 1, args.steps), root / "model.log")["run_dir"]
 
             result["inference"] = _section(inference_section, args, root / "infer", worker, result.get("training", {}).get("model_dir"),
-                                           make_project=make_project, train_model=train_model)
+                                           make_project=make_project, train_model=train_model, aggregate=aggregate)
     finally:
         worker.stop()
         if tmp is not None:

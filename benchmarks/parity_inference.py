@@ -95,8 +95,8 @@ def _remote(labels_path: Path, labels, model_dir: Path, frames: list[int], param
             "inputs": sorted(package.inputs), "predictions": str(outcome.predictions), "progress_events": progress}
 
 
-def inference_section(args, root: Path, worker, model_dir: str | None, *, make_project, train_model) -> dict:
-    """``make_project(folder, frames, labeled)`` and ``train_model(labels_path)`` come from ``parity.py``."""
+def inference_section(args, root: Path, worker, model_dir: str | None, *, make_project, train_model, aggregate) -> dict:
+    """``make_project(folder, frames, labeled)``, ``train_model(labels_path)`` and ``aggregate(pairs)`` come from ``parity.py``."""
     import sleap_io as sio
 
     root.mkdir(parents=True, exist_ok=True)
@@ -119,6 +119,6 @@ def inference_section(args, root: Path, worker, model_dir: str | None, *, make_p
                       "local_child_cpu_s": local["child"].get("cpu_s"), "remote_child_cpu_s": remote["child"].get("cpu_s")})
         last = (local, remote)
     local, remote = last
-    return {"pairs": pairs, "all_pass": all(p["pass"] for p in pairs), "local_argv": local["argv"],
+    return {"pairs": pairs, "all_pass": all(p["pass"] for p in pairs), "aggregate": aggregate(pairs), "local_argv": local["argv"],
             "remote_argv": " ".join(remote["child"].get("argv", [])),
             "child_env_differences": env_diff(local["child"].get("environ"), remote["child"].get("environ"))}

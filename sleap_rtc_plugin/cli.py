@@ -44,7 +44,7 @@ def _lazy(module: str, add: str, run: str) -> tuple[Callable[[argparse.ArgumentP
 
 # name -> (help, module, add_arguments function, run function)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "server": ("run the coordinator (signaling server)", ".coordinator.cli", "add_server_arguments", "run_server"),
+    "server": ("run the coordinator (signaling server)", ".coordinator.cli", "add_server_arguments", "serve"),
     "worker": ("run a worker that trains and predicts for clients in a room", ".worker.cli", "add_arguments", "run"),
     "train": ("train a model remotely from labels + a sleap-nn config, as `sleap-nn train` does locally", ".client.train_cli", "add_arguments", "run"),
     "track": ("predict (and track) remotely on a video or labels file, as `sleap-nn track` does locally", ".client.track_cli", "add_track_arguments", "run_track"),

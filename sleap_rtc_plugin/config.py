@@ -74,6 +74,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("server.max_jobs_per_room", 1000, int, "Unfinished jobs (queued, running, awaiting the client) one room may hold; a submit over it gets `queue_full`. 0: no cap."),
         Setting("server.max_jobs_per_client", 100, int, "Unfinished jobs one client (peer id) may hold in a room; a submit over it gets `queue_full`. 0: no cap."),
         Setting("server.compression", False, bool, "Accept permessage-deflate from peers that offer it. Off: frames go uncompressed (zlib was the largest CPU cost of a discover reply, and compressing relayed secrets beside peer-chosen text invites CRIME-style guessing over TLS)."),
+        Setting("server.event_loop", "auto", str, "Event loop of the coordinator: 'auto' (uvloop where installed: the [server] extra, Linux/macOS), 'uvloop' or 'asyncio'. uvloop serves more registrations per core."),
         Setting("server.allow_room_token_workers", False, bool, "Let workers registered with only the room token take queued jobs in rooms whose admin set no policy (`sleap-rtc admin room-policy`); false: only workers enrolled with a worker token."),
         Setting("worker.name", None, str, "Worker display name. Unset: the hostname."),
         Setting("worker.labels", {}, dict, "Worker labels used by discovery filters, e.g. {gpu = 'a100', site = 'lab1'}."),

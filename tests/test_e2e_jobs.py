@@ -32,9 +32,22 @@ pytestmark = pytest.mark.slow
 
 async def test_train_remotely_and_get_the_model(cpu_worker, project, training_package):  # noqa: F811
     handle = submit_training(training_package, spec_for(cpu_worker), project_dir=project)
-    events = await collect(handle)
+    sessions: list = []
+
+    def keep_session(event) -> bool:
+        if not sessions and cpu_worker.sessions:
+            sessions.extend(cpu_worker.sessions.values())
+        return False
+
+    events = await collect(handle, until=keep_session)
     outcome = await handle.result()
 
+    # Lines travel batched (worker/log_batch.py) and arrive one event per line, in
+    # sleap-nn's order: the last 200 are exactly the worker's own tail of the job's output.
+    lines = [e.data["line"] for e in events if e.kind == "log"]
+    tail = sessions[0].replay.tail(200)
+    assert len(lines) > len(tail) == 200
+    assert lines[-200:] == tail and not any("\n" in line for line in lines)
     assert [d.parent for d in outcome.model_dirs] == [project / "models"]
     run_dir = outcome.model_dirs[0]
     assert (run_dir / "best.ckpt").stat().st_size > 0

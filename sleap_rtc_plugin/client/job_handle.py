@@ -383,7 +383,8 @@ class JobHandle:
                     if bridge is not None:
                         await bridge.publish(msg.event)
                 elif isinstance(msg, Log):
-                    self._emit("log", line=msg.line)
+                    for line in msg.line.split("\n"):  # a worker sends lines that arrived together in one frame
+                        self._emit("log", line=line)
                 elif isinstance(msg, JobStatus):
                     self._emit("status", state=msg.state, message=msg.message, **msg.detail)
                     if msg.state in ("failed", "cancelled"):

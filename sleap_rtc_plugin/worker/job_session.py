@@ -24,6 +24,7 @@ from ..protocol.job_state import JobState
 from ..protocol.names import child_path
 from ..protocol.peer import JobResult, JobStatus, Log, PeerError, Progress, ResultFile
 from .engine import JobEngine, JobFailedError
+from .log_batch import LogBatcher
 from .options import WorkerOptions
 from .outbox import Outbox
 from .owners import OWNER_KEY
@@ -141,11 +142,19 @@ class JobSession:
         assert engine is not None
         log.info("job %s (%s) running for %s", self.job_id, self.kind, self.client_id)
 
+        async def send_log(text: str) -> None:
+            await self.broadcast(Log(job_id=self.job_id, line=text))
+
+        logs = LogBatcher(send_log)
+
         async def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == "log":
-                self.replay.record_log(str(event.get("line", "")))
-                await self.broadcast(Log(job_id=self.job_id, line=str(event.get("line", ""))))
+                line = str(event.get("line", ""))
+                self.replay.record_log(line)
+                if logs.add(line):
+                    await logs.flush_soon()
                 return
+            await logs.flush()
             self.last_progress = event
             self.replay.record(event)
             await self.broadcast(Progress(job_id=self.job_id, event=event))
@@ -161,6 +170,7 @@ class JobSession:
         failure: str | None = None
         try:
             output = await engine.run(on_event)
+            await logs.flush()
             stop_relay.set()
             if relay is not None:
                 await asyncio.gather(relay, return_exceptions=True)
@@ -183,6 +193,8 @@ class JobSession:
             worker.last_error = f"job {self.job_id}: {exc}"
             log.exception("job %s failed on the worker side", self.job_id)
         finally:
+            with contextlib.suppress(Exception):
+                await logs.flush()
             stop_relay.set()
             if relay is not None:
                 await asyncio.gather(relay, return_exceptions=True)
