@@ -116,7 +116,8 @@ def inference_section(args, root: Path, worker, model_dir: str | None, *, make_p
                       "fixed_overhead_s": round(fixed, 2), "limit_s": round(limit, 2), "pass": remote["total_s"] <= limit,
                       "remote_phases": remote["phases"], "video_sent_beside_package": remote["inputs"],
                       "local_child_threads": local["child"].get("max_threads"), "remote_child_threads": remote["child"].get("max_threads"),
-                      "local_child_cpu_s": local["child"].get("cpu_s"), "remote_child_cpu_s": remote["child"].get("cpu_s")})
+                      "local_child_cpu_s": local["child"].get("cpu_s"), "remote_child_cpu_s": remote["child"].get("cpu_s"),
+                      "local_child_seen_s": local["child"].get("seen_s"), "remote_child_seen_s": remote["child"].get("seen_s")})
         last = (local, remote)
     local, remote = last
     return {"pairs": pairs, "all_pass": all(p["pass"] for p in pairs), "aggregate": aggregate(pairs), "local_argv": local["argv"],

@@ -91,7 +91,9 @@ class ChildSampler:
         if not self.seen:
             return {}
         rec = max(self.seen.values(), key=lambda r: r.get("last_seen", 0) - r["first_seen"])
-        return {k: v for k, v in rec.items() if k not in ("first_seen", "last_seen")}
+        out = {k: v for k, v in rec.items() if k not in ("first_seen", "last_seen")}
+        out["seen_s"] = round(rec.get("last_seen", rec["first_seen"]) - rec["first_seen"], 2)
+        return out
 
 
 def cpu_seconds(pid: int) -> float:
