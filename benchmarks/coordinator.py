@@ -36,19 +36,21 @@ SERVER_CODE = """
 import logging, sys, argparse
 logging.basicConfig(level=logging.WARNING)
 import sleap_rtc_plugin
-from sleap_rtc_plugin.coordinator import event_loop
+from sleap_rtc_plugin.coordinator import runtime
 from sleap_rtc_plugin.coordinator.cli import run_server
-loop = event_loop.resolve(sys.argv[2])
+loop = runtime.resolve(sys.argv[2])
 print("code", sleap_rtc_plugin.__path__[0], loop, flush=True)
 args = argparse.Namespace(host="127.0.0.1", port=0, db=":memory:", heartbeat_interval=10.0, heartbeat_timeout=60.0,
                           compression=sys.argv[1] == "deflate", event_loop=loop)
-if len(sys.argv) > 3:
+if sys.argv[3] == "tuned":
+    runtime.tune_gc()  # as `sleap-rtc server` does
+if len(sys.argv) > 4:
     import cProfile, time
     with cProfile.Profile(time.thread_time) as prof:
-        code = event_loop.run(run_server(args, loop_name=loop), loop)
-    prof.dump_stats(sys.argv[3])
+        code = runtime.run(run_server(args, loop_name=loop), loop)
+    prof.dump_stats(sys.argv[4])
     sys.exit(code)
-sys.exit(event_loop.run(run_server(args, loop_name=loop), loop))
+sys.exit(runtime.run(run_server(args, loop_name=loop), loop))
 """
 #: Seconds any process waits at a phase barrier before the run is abandoned.
 BARRIER_TIMEOUT = 600.0
@@ -174,7 +176,10 @@ def generator_main(index: int, spec: dict[str, Any], barrier: Any, results: Any)
     if spec.get("load_cpus"):
         os.sched_setaffinity(0, set(spec["load_cpus"]))
     try:
-        results.put(asyncio.run(_generate(index, spec, barrier)))
+        from sleap_rtc_plugin.coordinator import runtime
+
+        loop = runtime.resolve(spec["generator_loop"])
+        results.put(runtime.run(_generate(index, spec, barrier), loop))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which aborts the run
         barrier.abort()
         results.put({"index": index, "error": f"{type(exc).__name__}: {exc}"})
@@ -301,12 +306,12 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
 # --- the parent: server, barriers, figures --------------------------------------------
 
 
-def _start_server(profile: str | None, compression: bool, loop: str) -> tuple[subprocess.Popen[str], str, str, str]:
+def _start_server(profile: str | None, compression: bool, loop: str, gc_mode: str) -> tuple[subprocess.Popen[str], str, str, str]:
     """Start the coordinator; return it, its URL, the package directory it runs from
     (recorded with the figures: a before/after comparison must say which code ran) and
     its event loop."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-c", SERVER_CODE, "deflate" if compression else "none", loop, *([profile] if profile else [])]
+    argv = [sys.executable, "-c", SERVER_CODE, "deflate" if compression else "none", loop, gc_mode, *([profile] if profile else [])]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
     first = proc.stdout.readline().split() if proc.stdout else []
     code, loop_name = (first[1], first[2]) if len(first) == 3 else ("", "")
@@ -325,7 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if fd_limit < needed:
         raise SystemExit(f"error: the server needs ~{needed} file descriptors, RLIMIT_NOFILE allows {fd_limit}; lower --workers/--clients")
     load_before = os.getloadavg()
-    server, url, server_code, loop_name = _start_server(args.profile, args.compression, args.event_loop)
+    server, url, server_code, loop_name = _start_server(args.profile, args.compression, args.event_loop, "default" if args.default_gc else "tuned")
     load_cpus: list[int] = []
     if args.server_cpu is not None:
         os.sched_setaffinity(server.pid, {args.server_cpu})
@@ -344,7 +349,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "procs": args.procs, "url": url, "room_id": room_id, "token": token, "seed": args.seed,
             "workers": args.workers, "clients": args.clients, "rounds": args.rounds,
             "idle_rounds": args.idle_rounds, "concurrency": args.concurrency, "idle_seconds": args.idle_seconds,
-            "load_cpus": load_cpus, "discover_rate": args.discover_rate, "open_seconds": args.open_seconds,
+            "load_cpus": load_cpus, "generator_loop": args.generator_loop, "discover_rate": args.discover_rate, "open_seconds": args.open_seconds,
         }
         procs = [ctx.Process(target=generator_main, args=(i, spec, barrier, results), daemon=True) for i in range(args.procs)]
         for p in procs:
@@ -430,6 +435,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_code": server_code,
         "server_compression": "deflate" if args.compression else "none",
         "server_event_loop": loop_name,
+        "generator_event_loop": args.generator_loop,
+        "server_gc": "default" if args.default_gc else "tuned",
         "server_cpu": args.server_cpu,
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -454,6 +461,10 @@ def main() -> None:
     parser.add_argument("--compression", action="store_true", help="run the coordinator with permessage-deflate (server.compression = true; off by default)")
     parser.add_argument("--event-loop", choices=("auto", "uvloop", "asyncio"), default="auto",
                         help="the coordinator's event loop, as server.event_loop (default auto: uvloop where installed)")
+    parser.add_argument("--generator-loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                        help="the load generators' event loop (default auto: uvloop where installed, so a generator costs less CPU per simulated peer)")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="run the coordinator with CPython's default GC thresholds instead of the ones `sleap-rtc server` sets (for before/after comparisons)")
     parser.add_argument("--server-cpu", type=int, metavar="N",
                         help="pin the coordinator to CPU N and the load generators to the other CPUs, so the server has a core of its own (default: no pinning)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (default: indented JSON)")

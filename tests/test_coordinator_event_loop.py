@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from sleap_rtc_plugin.config import load_settings
-from sleap_rtc_plugin.coordinator import CoordinatorClient, create_room, event_loop
+from sleap_rtc_plugin.coordinator import CoordinatorClient, create_room, runtime
 from sleap_rtc_plugin.coordinator.cli import add_server_arguments, serve
 
 pytest.importorskip("uvloop", reason="uvloop is not installed (the [server] extra)")
@@ -26,14 +26,14 @@ def server_args(*argv: str) -> argparse.Namespace:
 
 
 def test_auto_takes_uvloop_where_installed_and_asyncio_where_not(monkeypatch):
-    assert event_loop.resolve("auto") == "uvloop"
-    assert event_loop.resolve("asyncio") == "asyncio"
+    assert runtime.resolve("auto") == "uvloop"
+    assert runtime.resolve("asyncio") == "asyncio"
     monkeypatch.setitem(sys.modules, "uvloop", None)
-    assert event_loop.resolve("auto") == "asyncio"
+    assert runtime.resolve("auto") == "asyncio"
     with pytest.raises(ValueError, match=r"uvloop is not installed: pip install 'sleap-rtc-plugin\[server\]'"):
-        event_loop.resolve("uvloop")
+        runtime.resolve("uvloop")
     with pytest.raises(ValueError, match="must be one of auto, uvloop, asyncio"):
-        event_loop.resolve("trio")
+        runtime.resolve("trio")
 
 
 def test_asking_for_a_missing_uvloop_is_a_one_line_error(monkeypatch, capsys):
@@ -84,3 +84,25 @@ async def test_the_coordinator_serves_peers_on_each_loop_and_stops_on_sigterm(lo
             proc.kill()
             await proc.wait()
 
+
+
+def test_a_standalone_coordinator_collects_garbage_less_often():
+    """`sleap-rtc server` sets the thresholds before it serves; a worker's embedded
+    coordinator does not touch its host process's collector."""
+    import gc
+    import subprocess
+
+    code = (
+        "import gc, sys\n"
+        "from sleap_rtc_plugin.coordinator import cli, runtime\n"
+        "def fake_run(main, loop):\n"
+        "    main.close()\n"
+        "    print(gc.get_threshold())\n"
+        "    return 0\n"
+        "runtime.run = fake_run\n"
+        "sys.exit(cli.main(['--port', '0', '--db', ':memory:']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(runtime.GC_THRESHOLDS)
+    assert gc.get_threshold() != runtime.GC_THRESHOLDS  # this (test) process was not touched

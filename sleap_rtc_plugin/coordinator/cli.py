@@ -17,7 +17,7 @@ import ssl
 import sys
 import time
 
-from . import event_loop
+from . import runtime
 from .client import CoordinatorError, create_room
 from .limits import EdgeLimits
 from .queue_limits import QueueLimits
@@ -50,7 +50,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
                         help="accept permessage-deflate from peers that offer it: ~5x fewer bytes per peer list for slow links, "
                              "at the coordinator's largest per-reply CPU cost (default server.compression = false)")
-    parser.add_argument("--event-loop", choices=event_loop.CHOICES, default=None,
+    parser.add_argument("--event-loop", choices=runtime.CHOICES, default=None,
                         help="event loop: uvloop serves more peers per core; auto = uvloop where installed (the [server] extra), else asyncio's (default server.event_loop = auto)")
     parser.add_argument("--allow-room-token-workers", action="store_true", default=None,
                         help="let workers registered with only the room token take queued jobs (default server.allow_room_token_workers = false: "
@@ -99,11 +99,12 @@ def _ensure_logging() -> None:
 def serve(args: argparse.Namespace) -> int:
     """Entry of ``sleap-rtc server``: :func:`run_server` on the configured event loop."""
     try:
-        loop = event_loop.resolve(_server_settings(args)["server.event_loop"])
+        loop = runtime.resolve(_server_settings(args)["server.event_loop"])
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return event_loop.run(run_server(args, loop_name=loop), loop)
+    runtime.tune_gc()
+    return runtime.run(run_server(args, loop_name=loop), loop)
 
 
 async def run_server(args: argparse.Namespace, *, loop_name: str = "asyncio") -> int:
