@@ -3,7 +3,7 @@
 sleap-nn prints its whole config (~600 lines) at start and redraws its progress bars
 with ``\\r`` many times a second; as one data-channel message per line that was ~1,500
 messages for a two-epoch job, and each costs the worker and the client a DTLS record and
-an SCTP packet in Python (~1–2 ms of CPU a side). On a machine where the worker shares
+an SCTP packet in Python (a few hundred µs of CPU a side). On a machine where the worker shares
 the CPU with the training it serves, that CPU is taken from the training. Lines that
 arrive together (one pipe read) now leave as one ``log`` frame whose ``line`` joins them
 with ``\\n`` (a line never contains one: the executor splits on ``\\n`` and ``\\r``), which
