@@ -122,10 +122,15 @@ class RawPeer:
         """Next frame that is not a coordinator ping (answered as the real client does)."""
         while True:
             text = await self.ws.recv()
-            if text.startswith('{"type":"ping"'):
-                await self.ws.send(json.dumps({"type": "pong", "ts": json.loads(text)["ts"]}))
-                continue
-            return text
+            if not await self.pong(text):
+                return text
+
+    async def pong(self, text: str) -> bool:
+        """Answer a coordinator ping as the real client does; False if ``text`` is not one."""
+        if not text.startswith('{"type":"ping"'):
+            return False
+        await self.ws.send(json.dumps({"type": "pong", "ts": json.loads(text)["ts"]}))
+        return True
 
     async def request(self, frame: dict[str, Any], want: str) -> str:
         await self.ws.send(json.dumps(frame))
@@ -160,9 +165,9 @@ class RawWorker(RawPeer):
 
         try:
             async for text in self.ws:
-                if text.startswith('{"type":"ping"'):
-                    await self.ws.send(json.dumps({"type": "pong", "ts": json.loads(text)["ts"]}))
-                elif text.startswith('{"type":"relay"'):
+                if await self.pong(text):
+                    continue
+                if text.startswith('{"type":"relay"'):
                     relay = json.loads(text)
                     if relay.get("kind") == "offer":
                         await self.ws.send(json.dumps({"type": "relay", "target": relay["source"], "kind": "answer", "payload": {"sdp": "a"}}))
@@ -195,8 +200,8 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
     async def phase() -> None:
         await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
 
-    async def join(role: str, i: int) -> CoordinatorClient:
-        client = CoordinatorClient(url, room_id=room_id, token=token, role=role, peer_id=f"{role[0]}{i}", reconnect=False, request_timeout=120)
+    async def join_full_client(i: int) -> CoordinatorClient:
+        client = CoordinatorClient(url, room_id=room_id, token=token, role="client", peer_id=f"c{i}", reconnect=False, request_timeout=120)
         async with sem:
             await client.start()
         return client
@@ -211,7 +216,7 @@ async def _generate(index: int, spec: dict[str, Any], barrier: Any) -> dict[str,
     serving: list[asyncio.Task[None]] = []
     await phase()  # B0: everyone imported and ready
     workers = await asyncio.gather(*(join_worker(i) for i in my_share(spec["workers"], index, procs)))
-    full_client = await join("client", 10**6 + index) if index == 0 else None
+    full_client = await join_full_client(10**6 + index) if index == 0 else None
 
     async def open_raw(i: int) -> RawPeer:
         async with sem:
